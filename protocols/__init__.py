@@ -1,0 +1,1 @@
+"""Bundled protocols (installed as robench.protocols, read as package data)."""

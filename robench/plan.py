@@ -1,0 +1,182 @@
+"""Protocol -> plan: the unique models to train and the unique result cells to evaluate.
+
+A **model job** is keyed by a content hash of everything that determines the trained weights:
+dataset and its parameters, backbones and their parameters, the training settings (the training
+attack only for defenses that use one), the defense and its parameters, and the seed. Two
+protocols (or two rows of one protocol) that need the same model share its id, so it is trained once.
+
+A **cell** is one number of a table: (model, attack with all its parameters, scenario, eps,
+evaluation subset). It is keyed the same way, so a cell already in the results store is never
+recomputed, whichever protocol asked for it first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from robench.errors import ProtocolError
+from robench.hashing import content_hash
+from robench.params import full_params
+from robench.protocol.schema import SCENARIOS, Component, DefenseEntry, EvaluationConfig, Protocol, ThreatConfig, Variant
+from robench.registry import ATTACKS, BACKBONES, DATASETS, DEFENSES
+
+#: bump when a change to training code changes what a given model spec produces
+MODEL_FORMAT = 1
+#: bump when a change to evaluation code changes what a given cell spec produces
+CELL_FORMAT = 1
+
+
+@dataclass
+class ModelJob:
+    """One model to train (or load from the cache).
+
+    Attributes:
+        id: content hash of :attr:`spec`.
+        spec: JSON-serialisable description of everything that determines the model.
+        variant: dataset id within the protocol.
+        defense_ids: protocol defense ids (rows) served by this model.
+        seed: training seed.
+        entry: the (first) protocol defense entry, with resolved model and training settings.
+        dataset: the dataset component (registry name + parameters).
+        backbones: ``{modality: Component}`` with input sizes filled in from the dataset.
+        num_classes: classes of the dataset.
+        threat: the threat model's units (scales training-attack radii and step sizes per modality).
+    """
+
+    id: str
+    spec: dict[str, Any]
+    variant: str
+    defense_ids: list[str]
+    seed: int
+    entry: DefenseEntry
+    dataset: Component
+    backbones: dict[str, Component]
+    num_classes: int
+    threat: ThreatConfig = field(default_factory=ThreatConfig)
+
+
+@dataclass
+class Cell:
+    """One evaluated number: a model under one attack, scenario and eps (or clean)."""
+
+    id: str
+    model_id: str
+    variant: str
+    scenario: str
+    attack_id: str | None
+    attack_type: str | None
+    attack_params: dict[str, Any]  # constructor arguments, in input units (modalities/eps/bounds included)
+    eps: float  # nominal radius as written in the protocol (0 for clean)
+    seed: int
+    evaluation: EvaluationConfig
+    spec: dict[str, Any]
+
+
+@dataclass
+class Plan:
+    """All work a protocol needs, deduplicated."""
+
+    protocol: Protocol
+    models: dict[str, ModelJob]
+    cells: dict[str, Cell]
+    #: (variant, defense id, seed, attack id or None, scenario, eps) -> cell id
+    index: dict[tuple[str, str, int, str | None, str, float], str]
+    #: (variant, defense id, seed) -> model id
+    model_index: dict[tuple[str, str, int], str]
+
+    def cells_of(self, model_id: str) -> list[Cell]:
+        return [c for c in self.cells.values() if c.model_id == model_id]
+
+    def cell_id(self, variant: str, defense: str, seed: int, attack: str | None, scenario: str,
+                eps: float) -> str | None:
+        if scenario == "clean":
+            attack, eps = None, 0.0
+        return self.index.get((variant, defense, seed, attack, scenario, round(eps, 12)))
+
+
+def _fill_input_sizes(variant: Variant, model: dict[str, Component], shapes: dict[str, tuple[int, ...]],
+                      where: str) -> dict[str, Component]:
+    """Complete each backbone's input-size parameters from the dataset (and check given ones agree)."""
+    out = {}
+    for m, comp in model.items():
+        cls = BACKBONES.get(comp.type)
+        derive = getattr(cls, "input_size_params", {})
+        params = dict(comp.params)
+        if m not in shapes:
+            raise ProtocolError(where, f"model.{m}", comp.type, f"modalities the dataset provides: {sorted(shapes)}")
+        for name, index in derive.items():
+            value = shapes[m][index]
+            if name in params and params[name] != value:
+                raise ProtocolError(where, f"model.{m}.{name}", params[name],
+                                    f"{value} (dataset '{variant.id}' gives {m} clips of shape {shapes[m]})",
+                                    "or leave it out to take it from the dataset")
+            params[name] = value
+        out[m] = Component(comp.type, full_params(cls, params))
+    return out
+
+
+def make_plan(protocol: Protocol) -> Plan:
+    """Expand a validated protocol into deduplicated model jobs and cells."""
+    models: dict[str, ModelJob] = {}
+    cells: dict[str, Cell] = {}
+    index: dict[tuple[str, str, int, str | None, str, float], str] = {}
+    model_index: dict[tuple[str, str, int], str] = {}
+    where = str(protocol.path)
+    for variant in protocol.variants.values():
+        provider = DATASETS.build(variant.dataset.type, **variant.dataset.params)
+        shapes = provider.input_shapes()
+        dataset_spec = {"name": variant.dataset.type,
+                        "params": full_params(DATASETS.get(variant.dataset.type), variant.dataset.params, ("cache_dir",))}
+        for entry in variant.defenses.values():
+            backbones = _fill_input_sizes(variant, entry.model, shapes, where)
+            defense = DEFENSES.build(entry.defense.type, **entry.defense.params)
+            uses_attack = bool(getattr(defense, "uses_training_attack", False))
+            for seed in protocol.seeds:
+                spec = {
+                    "format": MODEL_FORMAT,
+                    "dataset": dataset_spec,
+                    "num_classes": provider.num_classes,
+                    "model": {m: {"backbone": c.type, "params": c.params} for m, c in backbones.items()},
+                    "training": entry.training.identity(with_attack=uses_attack),
+                    "defense": {"type": entry.defense.type, "params": defense.describe()},
+                    "seed": seed,
+                }
+                if uses_attack:
+                    spec["threat"] = {"scale": {m: variant.threat.scale[m] for m in backbones},
+                                      "bounds": {m: variant.threat.bounds[m] for m in backbones}}
+                mid = content_hash(spec)
+                if mid not in models:
+                    models[mid] = ModelJob(mid, spec, variant.id, [], seed, entry, variant.dataset, backbones,
+                                           provider.num_classes, variant.threat)
+                if entry.id not in models[mid].defense_ids:
+                    models[mid].defense_ids.append(entry.id)
+                model_index[(variant.id, entry.id, seed)] = mid
+                for key, cell in _cells_for(mid, variant, backbones, seed):
+                    cells.setdefault(cell.id, cell)
+                    index[(variant.id, entry.id, seed, *key)] = cell.id
+    return Plan(protocol, models, cells, index, model_index)
+
+
+def _cells_for(model_id: str, variant: Variant, backbones: dict[str, Component], seed: int
+               ) -> Iterable[tuple[tuple[str | None, str, float], Cell]]:
+    ev = variant.evaluation
+    ev_spec = {"split": ev.split, "max_samples": ev.max_samples, "seed": ev.seed}
+    for scenario in variant.scenarios:
+        attacked = SCENARIOS[scenario]
+        if any(m not in backbones for m in attacked):
+            continue  # e.g. an RGB attack on a skeleton-only model
+        if not attacked:
+            spec = {"format": CELL_FORMAT, "model": model_id, "scenario": "clean", "attack": None, "evaluation": ev_spec}
+            yield (None, "clean", 0.0), Cell(content_hash(spec), model_id, variant.id, "clean", None, None, {}, 0.0,
+                                             seed, ev, spec)
+            continue
+        for aid, entry in variant.attacks.items():
+            for eps in entry.eps:
+                params = variant.threat.attack_kwargs(entry.attack, attacked, eps)
+                described = ATTACKS.build(entry.attack.type, **params).describe()
+                spec = {"format": CELL_FORMAT, "model": model_id, "scenario": scenario,
+                        "attack": {"type": entry.attack.type, "params": described}, "evaluation": ev_spec}
+                yield (aid, scenario, round(eps, 12)), Cell(
+                    content_hash(spec), model_id, variant.id, scenario, aid, entry.attack.type, params, eps, seed, ev, spec)

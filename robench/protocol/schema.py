@@ -1,0 +1,578 @@
+"""Protocol validation: a merged protocol mapping -> a typed :class:`Protocol`.
+
+Every key is checked before any work starts. An error names the file that set the key, the key
+path, what was found and what is allowed (:class:`~robench.errors.ProtocolError`).
+
+Top-level keys (see ``protocols/quickstart.yaml`` for a commented example):
+
+``name``, ``description``, ``version``
+    identity; ``name`` keys the protocol in the results store.
+``plugins``
+    Python files imported before validation (their ``@register_*`` decorators add components).
+``seeds``
+    training seeds; every model and cell is run once per seed.
+``dataset`` or ``datasets``
+    one dataset (``{name: synthetic, ...params}``) or several by id, each with optional
+    ``overrides:`` merged over the rest of the protocol for that dataset (e.g. epochs, AMR count).
+``model``
+    ``{rgb: {backbone: i3d, ...params}, skeleton: {backbone: hcn, ...params}}``; ``null`` drops a branch.
+``training``
+    optimiser, schedule and the training attack (``attack: {type: pgd, eps: 8/255, ...}``).
+``threat``
+    per modality: ``scale`` (eps and step sizes are multiplied by it) and ``bounds`` (valid range).
+``defenses`` / ``attacks``
+    mappings id -> ``{type, label, ...params}`` (``type`` defaults to the id); defenses may carry
+    ``training:`` and ``model:`` overrides, attacks an ``eps:`` list of their own.
+``scenarios``, ``eps``, ``evaluation``
+    which modalities are attacked (clean, R, S, RS), the radii, and the evaluation set.
+``tables``
+    the tables to render: attack, eps, rows, columns, baseline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from robench.errors import ProtocolError, UnknownNameError
+from robench.params import check_params, coerce, parse_number, type_name, _Mismatch
+from robench.protocol.load import KeyPath, RawProtocol, merge
+from robench.registry import ATTACKS, BACKBONES, DATASETS, DEFENSES, Registry, load_builtins, load_plugin_file
+
+#: scenario name -> attacked modalities (paper: clean, XR, XS, XRS)
+SCENARIOS: dict[str, tuple[str, ...]] = {"clean": (), "R": ("rgb",), "S": ("skeleton",), "RS": ("rgb", "skeleton")}
+#: table columns: scenario accuracies, Avg = (R + S + RS) / 3 and RI (paper Eq. 13-14)
+COLUMNS: tuple[str, ...] = ("clean", "R", "S", "RS", "Avg", "RI")
+
+TOP_LEVEL = ("name", "description", "version", "plugins", "seeds", "dataset", "datasets", "model", "training",
+             "threat", "defenses", "attacks", "scenarios", "eps", "evaluation", "tables")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")
+
+
+@dataclass(frozen=True)
+class Component:
+    """A registered component and its (validated, coerced) protocol parameters."""
+
+    type: str
+    params: dict[str, Any]
+
+
+@dataclass
+class TrainingConfig:
+    """How models are trained (paper Section 4.2 unless noted).
+
+    Args:
+        epochs: training epochs (paper: 80 NTU, 40 iMiGUE).
+        batch_size: clips per optimiser step (paper: 16).
+        optimizer: "sgd" (the paper), "adam" or "adamw".
+        lr: initial learning rate (paper: 0.01).
+        momentum: SGD momentum (paper: 0.9); Adam's beta1.
+        weight_decay: weight decay (paper: 5e-4); decoupled for "adamw".
+        nesterov: Nesterov momentum (SGD).
+        schedule: "cosine" (annealing with T_max = epochs, stepped per epoch, as the paper) or "constant".
+        attack_mode: the model's mode while training attacks run: "eval" (BatchNorm running
+            statistics, the default) or "train".
+        max_steps_per_epoch: cap on SGD steps per epoch (smoke tests), null = the whole training set.
+        grad_clip: clip the global gradient norm to this value (null = off).
+    """
+
+    epochs: int = 20
+    batch_size: int = 16
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+    schedule: Literal["cosine", "constant"] = "cosine"
+    attack_mode: Literal["eval", "train"] = "eval"
+    max_steps_per_epoch: int | None = None
+    grad_clip: float | None = None
+    #: the training attack (set from ``training.attack``; not a plain key)
+    attack: Component = field(default_factory=lambda: Component(
+        "pgd", {"steps": 10, "step_size": 2 / 255, "random_start": True, "early_stop": False}))
+    #: the training attack's radius, in the threat model's units (scaled per modality)
+    attack_eps: float = 8 / 255
+
+    def identity(self, with_attack: bool) -> dict[str, Any]:
+        """What of this config determines a trained model (the attack only if the defense uses one)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("attack", "attack_eps")}
+        if with_attack:
+            d["attack"] = {"type": self.attack.type, "params": self.attack.params, "eps": self.attack_eps}
+        return d
+
+
+@dataclass(frozen=True)
+class ThreatConfig:
+    """Per-modality units of the threat model (REFERENCE.md section 2).
+
+    ``scale[m]`` multiplies every eps and step size for modality m (1.0: RGB on the [0, 1] scale,
+    skeleton in metres, so 8/255 means about 3 cm); ``bounds[m]`` is the valid input range
+    (RGB [0, 1]; skeleton unbounded) that adversarial inputs are clipped to.
+    """
+
+    scale: dict[str, float] = field(default_factory=lambda: {"rgb": 1.0, "skeleton": 1.0})
+    bounds: dict[str, tuple[float, float] | None] = field(default_factory=lambda: {"rgb": (0.0, 1.0), "skeleton": None})
+
+    def attack_kwargs(self, attack: Component, modalities: Sequence[str], eps: float) -> dict[str, Any]:
+        """Constructor arguments of ``attack`` on ``modalities`` at nominal radius ``eps``, in input units.
+
+        eps and every parameter the attack lists in ``scaled_params`` (step sizes) are multiplied by
+        each modality's ``scale``; bounds are added per attacked modality.
+        """
+        cls = ATTACKS.get(attack.type)
+        mods = list(modalities)
+        params = dict(attack.params)
+        for name in getattr(cls, "scaled_params", ()):
+            if name in params:
+                value = params[name]
+                params[name] = {m: float(value[m] if isinstance(value, dict) else value) * self.scale[m] for m in mods}
+        params.update(modalities=mods, eps={m: eps * self.scale[m] for m in mods},
+                      bounds={m: self.bounds[m] for m in mods})
+        return params
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """Which clips are evaluated.
+
+    Args:
+        split: dataset split to evaluate on.
+        max_samples: evaluate a fixed, seeded random subset of this size (null = the whole split).
+        batch_size: clips per attack batch (a speed knob: results do not depend on it).
+        seed: seed of the subset and of the attacks' random starts.
+    """
+
+    split: str = "test"
+    max_samples: int | None = None
+    batch_size: int = 32
+    seed: int = 0
+
+
+@dataclass
+class DefenseEntry:
+    """A row of the benchmark: a defense, its display label, and its model and training settings."""
+
+    id: str
+    label: str
+    defense: Component
+    model: dict[str, Component]
+    training: TrainingConfig
+
+
+@dataclass
+class AttackEntry:
+    """An evaluation attack, its display label and the radii it is run at."""
+
+    id: str
+    label: str
+    attack: Component
+    eps: list[float]
+
+
+@dataclass
+class Variant:
+    """The protocol for one dataset (the protocol with that dataset's ``overrides`` applied)."""
+
+    id: str
+    label: str
+    dataset: Component
+    defenses: dict[str, DefenseEntry]
+    attacks: dict[str, AttackEntry]
+    scenarios: list[str]
+    threat: ThreatConfig
+    evaluation: EvaluationConfig
+
+
+@dataclass
+class TableSpec:
+    """A table in the paper's layout: rows = defenses, columns = scenarios + Avg + RI."""
+
+    id: str
+    title: str
+    attack: str
+    eps: float
+    rows: list[str]
+    columns: list[str]
+    baseline: str | None
+    datasets: list[str]
+
+
+@dataclass
+class Protocol:
+    """A validated protocol."""
+
+    name: str
+    description: str
+    version: int
+    path: Path
+    seeds: list[int]
+    plugins: list[Path]
+    variants: dict[str, Variant]
+    tables: list[TableSpec]
+    data: dict[str, Any]  # the merged mapping (stored with results)
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+class _Checker:
+    """Key-path aware validation helpers for one protocol (or one dataset variant of it)."""
+
+    def __init__(self, raw: RawProtocol, variant: str | None = None) -> None:
+        self.raw, self.variant = raw, variant
+
+    def where(self, path: KeyPath) -> tuple[str | None, str]:
+        """(file, displayed key) for a key path, following per-dataset overrides to their source."""
+        if self.variant is not None:
+            opath = ("datasets", self.variant, "overrides", *path)
+            if any(opath[:i] in self.raw.origins for i in range(len(opath), 3, -1)):
+                return self.raw.file_of(opath), ".".join(opath)
+        return self.raw.file_of(path), ".".join(path)
+
+    def fail(self, path: KeyPath, found: Any, allowed: str, hint: str = "") -> ProtocolError:
+        return ProtocolError(*self.where(path), found, allowed, hint)
+
+    def mapping(self, value: Any, path: KeyPath, allowed: str = "a mapping") -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(path, value, allowed)
+        return value
+
+    def keys(self, value: dict[str, Any], path: KeyPath, allowed: tuple[str, ...]) -> None:
+        import difflib
+
+        for k in value:
+            if k not in allowed:
+                close = difflib.get_close_matches(str(k), allowed, n=1)
+                raise self.fail((*path, str(k)), k, "keys " + ", ".join(allowed),
+                                f"did you mean '{close[0]}'?" if close else "")
+
+    def typed(self, value: Any, ann: Any, path: KeyPath) -> Any:
+        try:
+            return coerce(value, ann)
+        except _Mismatch:
+            raise self.fail(path, value, type_name(ann)) from None
+
+    def number(self, value: Any, path: KeyPath, minimum: float | None = None) -> float:
+        try:
+            x = parse_number(value)
+        except ValueError:
+            raise self.fail(path, value, "a number or a fraction like 8/255") from None
+        if minimum is not None and x < minimum:
+            raise self.fail(path, value, f"a number >= {minimum}")
+        return x
+
+    def lookup(self, registry: Registry[Any], name: Any, path: KeyPath) -> Any:
+        if not isinstance(name, str):
+            raise self.fail(path, name, f"the name of a registered {registry.kind}: {', '.join(registry.names())}")
+        try:
+            return registry.get(name)
+        except UnknownNameError as exc:
+            raise self.fail(path, name, f"a registered {registry.kind}: {', '.join(registry.names())}",
+                            str(exc).rpartition("; ")[2] if "did you mean" in str(exc) else "") from None
+
+    def component(self, registry: Registry[Any], type_name_: Any, params: dict[str, Any], path: KeyPath,
+                  type_key: str, exclude: tuple[str, ...] = ()) -> tuple[Any, Component]:
+        cls = self.lookup(registry, type_name_, (*path, type_key))
+        checked = check_params(cls, params, kind=f"{registry.kind} '{type_name_}'",
+                               where=lambda n: self.where((*path, n)), exclude=exclude)
+        return cls, Component(str(type_name_), checked)
+
+
+def _instantiate(checker: _Checker, path: KeyPath, make: Callable[[], Any]) -> Any:
+    """Build a component to run its own checks; turn its ValueError/TypeError into a ProtocolError."""
+    try:
+        return make()
+    except (ValueError, TypeError) as exc:
+        raise checker.fail(path, "(parameters)", f"values the component accepts: {exc}") from None
+
+
+# -- sections --------------------------------------------------------------------------------------
+
+def _training(c: _Checker, value: Any, path: KeyPath) -> TrainingConfig:
+    data = dict(c.mapping(value, path))
+    attack_raw = c.mapping(data.pop("attack", None), (*path, "attack"))
+    params = check_params(TrainingConfig, data, kind="training", where=lambda n: c.where((*path, n)),
+                          exclude=("attack", "attack_eps"))
+    cfg = TrainingConfig(**params)
+    for name in ("epochs", "batch_size"):
+        if getattr(cfg, name) < 1:
+            raise c.fail((*path, name), getattr(cfg, name), "an integer >= 1")
+    if cfg.max_steps_per_epoch is not None and cfg.max_steps_per_epoch < 1:
+        raise c.fail((*path, "max_steps_per_epoch"), cfg.max_steps_per_epoch, "null or an integer >= 1")
+    for name in ("lr", "momentum", "weight_decay"):
+        if getattr(cfg, name) < 0:
+            raise c.fail((*path, name), getattr(cfg, name), "a number >= 0")
+    if attack_raw:
+        apath = (*path, "attack")
+        a = dict(attack_raw)
+        atype = a.pop("type", cfg.attack.type)
+        eps = c.number(a.pop("eps", cfg.attack_eps), (*apath, "eps"), minimum=0.0)
+        base = cfg.attack.params if atype == cfg.attack.type else {}
+        cls, comp = c.component(ATTACKS, atype, {**base, **a}, apath, "type", exclude=tuple(cls_harness(ATTACKS, atype)))
+        _instantiate(c, apath, lambda: cls(modalities=["rgb"], eps=0.0, **comp.params))
+        cfg.attack, cfg.attack_eps = comp, eps
+    return cfg
+
+
+def cls_harness(registry: Registry[Any], name: str) -> tuple[str, ...]:
+    try:
+        return tuple(getattr(registry.get(name), "harness_params", ()))
+    except UnknownNameError:
+        return ()
+
+
+def _model(c: _Checker, value: Any, path: KeyPath) -> dict[str, Component]:
+    data = c.mapping(value, path, "a mapping with keys rgb and/or skeleton")
+    c.keys(data, path, ("rgb", "skeleton"))
+    out: dict[str, Component] = {}
+    for modality, spec in data.items():
+        if spec is None:
+            continue
+        spec = dict(c.mapping(spec, (*path, modality), "{backbone: NAME, ...parameters} or null"))
+        if "backbone" not in spec:
+            raise c.fail((*path, modality, "backbone"), "(missing)", "a registered backbone: " + ", ".join(BACKBONES.names()))
+        name = spec.pop("backbone")
+        cls = c.lookup(BACKBONES, name, (*path, modality, "backbone"))
+        if getattr(cls, "modality", modality) != modality:
+            raise c.fail((*path, modality, "backbone"), name, f"a {modality} backbone (this one reads {cls.modality})")
+        _, out[modality] = c.component(BACKBONES, name, spec, (*path, modality), "backbone")
+    if not out:
+        raise c.fail(path, value, "at least one of rgb and skeleton")
+    return out
+
+
+def _threat(c: _Checker, value: Any, path: KeyPath) -> ThreatConfig:
+    data = c.mapping(value, path)
+    c.keys(data, path, ("rgb", "skeleton"))
+    base = ThreatConfig()
+    scale, bounds = dict(base.scale), dict(base.bounds)
+    for m, spec in data.items():
+        spec = c.mapping(spec, (*path, m))
+        c.keys(spec, (*path, m), ("scale", "bounds"))
+        if "scale" in spec:
+            scale[m] = c.number(spec["scale"], (*path, m, "scale"), minimum=0.0)
+        if "bounds" in spec:
+            b = spec["bounds"]
+            if b is None:
+                bounds[m] = None
+            else:
+                pair = c.typed(b, list[float], (*path, m, "bounds"))
+                if len(pair) != 2 or pair[0] >= pair[1]:
+                    raise c.fail((*path, m, "bounds"), b, "null or [low, high] with low < high")
+                bounds[m] = (pair[0], pair[1])
+    return ThreatConfig(scale, bounds)
+
+
+def _eps_list(c: _Checker, value: Any, path: KeyPath) -> list[float]:
+    if not isinstance(value, list) or not value:
+        value = [value] if isinstance(value, (int, float, str)) else value
+    if not isinstance(value, list) or not value:
+        raise c.fail(path, value, "a non-empty list of numbers (fractions like 8/255 allowed)")
+    return [c.number(v, (*path, str(i)), minimum=0.0) for i, v in enumerate(value)]
+
+
+def _defenses(c: _Checker, value: Any, path: KeyPath, model: dict[str, Component], training_raw: Any,
+              model_raw: Any) -> dict[str, DefenseEntry]:
+    data = c.mapping(value, path, "a mapping of defense id -> {type, label, ...parameters}")
+    if not data:
+        raise c.fail(path, value, "at least one defense, e.g. {none: {label: None}}")
+    out: dict[str, DefenseEntry] = {}
+    for did, spec in data.items():
+        dpath = (*path, str(did))
+        spec = dict(c.mapping(spec, dpath, "{type, label, training, model, ...parameters}"))
+        dtype = spec.pop("type", did)
+        label = spec.pop("label", did)
+        if not isinstance(label, str):
+            label = str(label)
+        t_over = c.mapping(spec.pop("training", None), (*dpath, "training"))
+        m_over = c.mapping(spec.pop("model", None), (*dpath, "model"))
+        cls, comp = c.component(DEFENSES, dtype, spec, dpath, "type")
+        _instantiate(c, dpath, lambda: cls(**comp.params))
+        training = _training(c, merge(c.mapping(training_raw, ("training",)), t_over, {}, ""), ("training",)) \
+            if t_over else _training(c, training_raw, ("training",))
+        if m_over:
+            dmodel = _model(c, merge(c.mapping(model_raw, ("model",)), m_over, {}, ""), (*dpath, "model"))
+        else:
+            dmodel = model
+        out[str(did)] = DefenseEntry(str(did), label, comp, dmodel, training)
+    return out
+
+
+def _attacks(c: _Checker, value: Any, path: KeyPath, default_eps: list[float]) -> dict[str, AttackEntry]:
+    data = c.mapping(value, path, "a mapping of attack id -> {type, label, ...parameters}")
+    out: dict[str, AttackEntry] = {}
+    for aid, spec in data.items():
+        apath = (*path, str(aid))
+        spec = dict(c.mapping(spec, apath, "{type, label, eps, ...parameters}"))
+        atype = spec.pop("type", aid)
+        label = str(spec.pop("label", aid))
+        eps = _eps_list(c, spec.pop("eps"), (*apath, "eps")) if "eps" in spec else list(default_eps)
+        cls, comp = c.component(ATTACKS, atype, spec, apath, "type", exclude=cls_harness(ATTACKS, str(atype)))
+        _instantiate(c, apath, lambda: cls(modalities=["rgb"], eps=0.0, **comp.params))
+        out[str(aid)] = AttackEntry(str(aid), label, comp, eps)
+    return out
+
+
+def _scenarios(c: _Checker, value: Any, path: KeyPath) -> list[str]:
+    allowed = "a list drawn from " + ", ".join(SCENARIOS)
+    if not isinstance(value, list) or not value:
+        raise c.fail(path, value, allowed)
+    for i, s in enumerate(value):
+        if s not in SCENARIOS:
+            raise c.fail((*path, str(i)), s, allowed)
+    return [s for s in SCENARIOS if s in value]
+
+
+def _evaluation(c: _Checker, value: Any, path: KeyPath) -> EvaluationConfig:
+    data = c.mapping(value, path)
+    params = check_params(EvaluationConfig, data, kind="evaluation", where=lambda n: c.where((*path, n)))
+    cfg = EvaluationConfig(**params)
+    if cfg.batch_size < 1:
+        raise c.fail((*path, "batch_size"), cfg.batch_size, "an integer >= 1")
+    if cfg.max_samples is not None and cfg.max_samples < 1:
+        raise c.fail((*path, "max_samples"), cfg.max_samples, "null or an integer >= 1")
+    return cfg
+
+
+def _dataset(c: _Checker, value: Any, path: KeyPath) -> Component:
+    spec = dict(c.mapping(value, path, "{name: DATASET, ...parameters}"))
+    if "name" not in spec:
+        raise c.fail((*path, "name"), "(missing)", "a registered dataset: " + ", ".join(DATASETS.names()))
+    name = spec.pop("name")
+    cls, comp = c.component(DATASETS, name, spec, path, "name", exclude=("cache_dir",))
+    _instantiate(c, path, lambda: cls(**comp.params))
+    return comp
+
+
+def _variant(c: _Checker, vid: str, label: str, dataset: Component, data: dict[str, Any]) -> Variant:
+    training_raw = data.get("training")
+    _training(c, training_raw, ("training",))  # report errors in the shared section once, at its own path
+    if "model" not in data:
+        raise c.fail(("model",), "(missing)", "{rgb: {backbone: i3d, ...}, skeleton: {backbone: hcn, ...}}")
+    model = _model(c, data["model"], ("model",))
+    eps = _eps_list(c, data.get("eps", [8 / 255]), ("eps",))
+    if "defenses" not in data:
+        raise c.fail(("defenses",), "(missing)", "a mapping of defense id -> {type, label, ...}")
+    return Variant(
+        id=vid, label=label, dataset=dataset,
+        defenses=_defenses(c, data["defenses"], ("defenses",), model, training_raw, data["model"]),
+        attacks=_attacks(c, data.get("attacks"), ("attacks",), eps),
+        scenarios=_scenarios(c, data.get("scenarios", list(SCENARIOS)), ("scenarios",)),
+        threat=_threat(c, data.get("threat"), ("threat",)),
+        evaluation=_evaluation(c, data.get("evaluation"), ("evaluation",)),
+    )
+
+
+def _tables(c: _Checker, value: Any, variants: dict[str, Variant]) -> list[TableSpec]:
+    first = next(iter(variants.values()))
+    if value is None:  # default: one table per attack at its first eps
+        baseline = next((d for d, e in first.defenses.items() if e.defense.type == "none"), None)
+        return [TableSpec(a, f"{e.label}, eps {e.eps[0]:.4g}", a, e.eps[0], list(first.defenses), list(COLUMNS),
+                          baseline, list(variants)) for a, e in first.attacks.items()]
+    if not isinstance(value, list):
+        raise c.fail(("tables",), value, "a list of tables")
+    out = []
+    allowed = ("id", "title", "attack", "eps", "rows", "columns", "baseline", "datasets")
+    for i, t in enumerate(value):
+        path = ("tables", str(i))
+        t = c.mapping(t, path)
+        c.keys(t, path, allowed)
+        tid = str(t.get("id", f"table{i + 1}"))
+        attack = t.get("attack")
+        if attack not in first.attacks:
+            raise c.fail((*path, "attack"), attack, "an attack id of this protocol: " + ", ".join(first.attacks))
+        eps = c.number(t["eps"], (*path, "eps")) if "eps" in t else first.attacks[attack].eps[0]
+        for v in variants.values():
+            if not any(abs(eps - e) < 1e-12 for e in v.attacks[attack].eps):
+                raise c.fail((*path, "eps"), t.get("eps", eps), f"one of the eps values attack '{attack}' runs at "
+                             f"on dataset '{v.id}': {v.attacks[attack].eps}")
+        rows = c.typed(t.get("rows", list(first.defenses)), list[str], (*path, "rows"))
+        for j, r in enumerate(rows):
+            if r not in first.defenses:
+                raise c.fail((*path, "rows", str(j)), r, "a defense id of this protocol: " + ", ".join(first.defenses))
+        columns = c.typed(t.get("columns", list(COLUMNS)), list[str], (*path, "columns"))
+        for j, col in enumerate(columns):
+            if col not in COLUMNS:
+                raise c.fail((*path, "columns", str(j)), col, "columns from " + ", ".join(COLUMNS))
+        default_base = next((r for r in rows if first.defenses[r].defense.type == "none"), None)
+        baseline = t.get("baseline", default_base)
+        if baseline is not None and baseline not in first.defenses:
+            raise c.fail((*path, "baseline"), baseline, "a defense id (the RI reference row) or null")
+        if "RI" in columns and baseline is None:
+            raise c.fail((*path, "baseline"), None, "a defense id: column RI needs a reference row")
+        datasets = c.typed(t.get("datasets", list(variants)), list[str], (*path, "datasets"))
+        for j, d in enumerate(datasets):
+            if d not in variants:
+                raise c.fail((*path, "datasets", str(j)), d, "a dataset id of this protocol: " + ", ".join(variants))
+        out.append(TableSpec(tid, str(t.get("title", tid)), attack, eps, rows, columns, baseline, datasets))
+    return out
+
+
+def validate(raw: RawProtocol) -> Protocol:
+    """Check a merged protocol and return it typed; raises :class:`ProtocolError` on the first problem."""
+    load_builtins()
+    c = _Checker(raw)
+    data = raw.data
+    c.keys(data, (), TOP_LEVEL)
+    name = data.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise c.fail(("name",), name, "a name of letters, digits, '_', '-', '.', '/'")
+    plugins = []
+    for i, p in enumerate(c.typed(data.get("plugins", []), list[str], ("plugins",))):
+        src = Path(raw.file_of(("plugins", str(i))) if ("plugins",) in raw.origins else raw.path)
+        path = (src.parent / p) if not Path(p).is_absolute() and src.exists() else Path(p)
+        if not path.is_file():
+            raise c.fail(("plugins", str(i)), p, f"a Python file (looked for {path})")
+        load_plugin_file(path)
+        plugins.append(path.resolve())
+    seeds = c.typed(data.get("seeds", [0]), list[int], ("seeds",))
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise c.fail(("seeds",), data.get("seeds"), "a non-empty list of distinct integers")
+
+    if ("dataset" in data) == ("datasets" in data):
+        raise c.fail(("dataset",), "(both)" if "dataset" in data else "(missing)",
+                     "exactly one of 'dataset' (one dataset) or 'datasets' (several, by id)")
+    shared = {k: v for k, v in data.items() if k not in ("dataset", "datasets")}
+    variants: dict[str, Variant] = {}
+    if "dataset" in data:
+        ds = _dataset(c, data["dataset"], ("dataset",))
+        variants[ds.type] = _variant(c, ds.type, ds.type, ds, shared)
+    else:
+        entries = c.mapping(data["datasets"], ("datasets",), "a mapping of dataset id -> {name, ...parameters, overrides}")
+        if not entries:
+            raise c.fail(("datasets",), entries, "at least one dataset")
+        for vid, spec in entries.items():
+            vpath = ("datasets", str(vid))
+            spec = dict(c.mapping(spec, vpath))
+            overrides = c.mapping(spec.pop("overrides", None), (*vpath, "overrides"))
+            label = str(spec.pop("label", vid))
+            spec.setdefault("name", vid)
+            ds = _dataset(c, spec, vpath)
+            vc = _Checker(raw, str(vid))
+            for k in overrides:
+                if k not in TOP_LEVEL or k in ("name", "dataset", "datasets", "plugins", "seeds", "tables"):
+                    raise c.fail((*vpath, "overrides", str(k)), k, "protocol keys other than name, dataset(s), "
+                                 "plugins, seeds and tables")
+            variants[str(vid)] = _variant(vc, str(vid), label, ds, merge(shared, overrides, {}, ""))
+    first = next(iter(variants.values()))
+    for v in variants.values():
+        if list(v.defenses) != list(first.defenses) or list(v.attacks) != list(first.attacks):
+            raise c.fail(("datasets", v.id, "overrides"), "(different ids)",
+                         "the same defense and attack ids for every dataset (override their parameters, not the ids)")
+    return Protocol(
+        name=name, description=str(data.get("description", "")), version=c.typed(data.get("version", 1), int, ("version",)),
+        path=raw.path, seeds=seeds, plugins=plugins, variants=variants, tables=_tables(c, data.get("tables"), variants),
+        data=data,
+    )
+
+
+def load_protocol(name: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Protocol:
+    """Read and validate a protocol file (path or bundled name) with ``--set`` overrides."""
+    from robench.protocol.load import load_raw
+
+    return validate(load_raw(name, overrides))
