@@ -1,0 +1,8 @@
+"""Backbones (I3D, HCN) and the two-stream fusion model."""
+
+from robench.models.backbone import Backbone
+from robench.models.hcn import HCN
+from robench.models.i3d import I3D
+from robench.models.two_stream import ModelOutput, TwoStreamModel
+
+__all__ = ["Backbone", "HCN", "I3D", "ModelOutput", "TwoStreamModel"]

@@ -1,0 +1,97 @@
+"""Backbones as sequences of named stages, with insertion points between stages.
+
+A :class:`Backbone` turns one modality's input into a pooled feature vector ``[B, D]``. It is
+written as an ordered ``stages`` dict so that defenses can
+
+* insert a module after any stage (``insert(stage, module)``; AMR's reweighting goes here), and
+* read any stage's output (``forward(x, record=...)``; AMR's auxiliary heads read these),
+
+without subclassing or editing the backbone. Inserted modules live in ``taps`` (a ModuleDict keyed by
+stage name) so that the original stages keep their state-dict keys and pretrained checkpoints still load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from torch import Tensor, nn
+
+
+class Backbone(nn.Module):
+    """Base class for per-modality feature extractors.
+
+    Subclasses fill ``self.stages`` (forward order) and implement :meth:`preprocess`, :meth:`head`
+    and :meth:`pool`, and set :attr:`feature_dim` and :attr:`feature_stages`.
+    """
+
+    #: "rgb" or "skeleton": which input key the backbone reads
+    modality: str = ""
+    #: width of the pooled feature vector returned by :meth:`forward`
+    feature_dim: int
+    #: stages whose outputs are feature maps that defenses may reweight, in forward order
+    feature_stages: tuple[str, ...]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stages = nn.ModuleDict()
+        self.taps = nn.ModuleDict()
+
+    # -- what subclasses implement ---------------------------------------------------------------
+    def preprocess(self, x: Tensor) -> Tensor:
+        """Model-internal normalisation of the raw input (RGB in [0, 1], skeleton in metres)."""
+        return x
+
+    def head(self, x: Tensor) -> Tensor:
+        """Last stage output -> pooled feature vector ``[B, feature_dim]``."""
+        raise NotImplementedError
+
+    def pool(self, x: Tensor) -> Tensor:
+        """Global-average-pool any stage's feature map to ``[B, C]`` (B = clips, not persons)."""
+        raise NotImplementedError
+
+    # -- shared machinery --------------------------------------------------------------------------
+    @property
+    def stage_names(self) -> list[str]:
+        return list(self.stages.keys())
+
+    def insert(self, stage: str, module: nn.Module) -> None:
+        """Apply ``module`` to the output of ``stage`` on every forward pass."""
+        if stage not in self.stages:
+            raise KeyError(f"{type(self).__name__} has no stage {stage!r}; stages: {', '.join(self.stages)}")
+        if stage in self.taps:
+            raise ValueError(f"stage {stage!r} already has an inserted module")
+        self.taps[stage] = module
+
+    def last_feature_stages(self, count: int) -> list[str]:
+        """The last ``count`` feature stages, counted back from the head (AMR's default insertion points)."""
+        if count > len(self.feature_stages):
+            raise ValueError(
+                f"{type(self).__name__} has {len(self.feature_stages)} feature stages, {count} requested"
+            )
+        return list(reversed(self.feature_stages))[:count]
+
+    def stage_shapes(self, x: Tensor) -> dict[str, tuple[int, ...]]:
+        """Output shape (without batch) of every stage for input ``x`` (taps included)."""
+        shapes: dict[str, tuple[int, ...]] = {}
+        self.forward(x, record=self.stage_names, shapes=shapes)
+        return shapes
+
+    def forward(
+        self,
+        x: Tensor,
+        record: Collection[str] = (),
+        use_taps: bool = True,
+        shapes: dict[str, tuple[int, ...]] | None = None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Run the stages; return ``(features [B, D], {stage: output after its tap})`` for ``record``."""
+        recorded: dict[str, Tensor] = {}
+        h = self.preprocess(x)
+        for name, stage in self.stages.items():
+            h = stage(h)
+            if use_taps and name in self.taps:
+                h = self.taps[name](h)
+            if name in record:
+                recorded[name] = h
+            if shapes is not None:
+                shapes[name] = tuple(h.shape[1:])
+        return self.head(h), recorded
