@@ -1,0 +1,80 @@
+"""What a defense sees of the training run: :class:`TrainContext`.
+
+The trainer builds one context per model and passes it to every :class:`~robench.defenses.base.Defense`
+hook. Through it a defense makes training-time adversarial examples with the protocol's training
+attack (``ctx.adversarial``), runs extra epochs with a loss of its own (``ctx.fit``, e.g. ExFMem's
+fine-tuning) and iterates over the training set (``ctx.batches``), without knowing how or where
+the run happens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from robench.data.base import ClipDataset, iterate_batches, to_model_inputs
+from robench.protocol.schema import Component, ThreatConfig
+from robench.registry import ATTACKS
+
+Inputs = dict[str, Tensor]
+
+
+@dataclass
+class TrainContext:
+    """Handles for one model's training.
+
+    Attributes:
+        device: where the model and batches live.
+        train_set: the training split.
+        batch_size: training batch size.
+        epochs: epochs of the main training loop.
+        attack: the training attack (``training.attack`` in the protocol).
+        attack_eps: its nominal radius (scaled per modality by ``threat``).
+        threat: the threat model's units and valid ranges.
+        attack_mode: "eval" (default) or "train": the model's mode while adversarial examples are made.
+        seed: the model's seed.
+        modalities: the model's inputs.
+        fit: runs extra epochs with another loss (set by the trainer):
+            ``ctx.fit(loss_fn, epochs, tag, lr=None)``.
+        epoch: the current epoch (0-based), updated by the trainer.
+        history: per-epoch statistics so far (the trainer appends; ``fit`` too).
+        log: writes a progress line.
+    """
+
+    device: torch.device
+    train_set: ClipDataset
+    batch_size: int
+    epochs: int
+    attack: Component
+    attack_eps: float
+    threat: ThreatConfig
+    attack_mode: str = "eval"
+    seed: int = 0
+    modalities: tuple[str, ...] = ("rgb", "skeleton")
+    fit: Callable[..., None] | None = None
+    epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    log: Callable[[str], None] = field(default=lambda msg: None)
+
+    def make_attack(self, modalities: Sequence[str]) -> Any:
+        """The training attack restricted to ``modalities``, in input units."""
+        return ATTACKS.build(self.attack.type, **self.threat.attack_kwargs(self.attack, modalities, self.attack_eps))
+
+    def adversarial(self, model: nn.Module, inputs: Inputs, labels: Tensor, modalities: Sequence[str]) -> Inputs:
+        """Training-time adversarial inputs on ``modalities`` (the model's mode is restored after)."""
+        attack = self.make_attack(modalities)
+        was_training = model.training
+        model.train(self.attack_mode == "train")
+        try:
+            return attack(model, inputs, labels)
+        finally:
+            model.train(was_training)
+
+    def batches(self, shuffle: bool = True, generator: torch.Generator | None = None) -> Iterator[tuple[Inputs, Tensor]]:
+        """Training batches as ``(inputs on device, labels on device)``."""
+        for batch in iterate_batches(self.train_set, self.batch_size, shuffle=shuffle, generator=generator):
+            yield to_model_inputs(batch, self.device, self.modalities), batch["label"].to(self.device)
