@@ -1,0 +1,216 @@
+"""The ``robench`` command line.
+
+::
+
+    robench run PROTOCOL [--set KEY=VALUE ...] [--store PATH] [--dry-run]   train, attack, store
+    robench report [--format markdown|html|latex|csv] [--protocol NAME] [--out PATH]
+    robench list defenses|attacks|datasets|backbones|protocols
+    robench validate PROTOCOL [--set KEY=VALUE ...]
+
+The results store is ``--store``, else ``$ROBENCH_STORE``, else ``results/robench.sqlite``; trained
+models and generated data are cached under ``--cache``, else ``$ROBENCH_CACHE``, else a ``cache``
+folder beside the store. Errors in the input exit with status 2 and a one-line message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from robench import __version__
+from robench.errors import RobenchError
+
+DEFAULT_STORE = "results/robench.sqlite"
+LIST_KINDS = ("defenses", "attacks", "datasets", "backbones", "protocols")
+
+# wide tables when writing to a file or pipe; the terminal's width otherwise
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+
+
+def _store_path(args: argparse.Namespace) -> Path:
+    return Path(args.store or os.environ.get("ROBENCH_STORE") or DEFAULT_STORE)
+
+
+def _cache_dir(args: argparse.Namespace) -> Path:
+    explicit = getattr(args, "cache", None) or os.environ.get("ROBENCH_CACHE")
+    return Path(explicit) if explicit else _store_path(args).parent / "cache"
+
+
+def _load(args: argparse.Namespace):  # -> Protocol
+    from robench.protocol import load_protocol
+
+    return load_protocol(args.protocol, args.set or [])
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from robench.plan import make_plan
+
+    protocol = _load(args)
+    plan = make_plan(protocol)
+    out.print(f"[green]ok[/]: {protocol.path}: protocol '{protocol.name}' with {len(protocol.variants)} dataset(s), "
+              f"{len(plan.models)} model(s) to train, {len(plan.cells)} cell(s), {len(protocol.tables)} table(s)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from robench.plan import make_plan
+    from robench.progress import Progress
+    from robench.runner import Runner, plan_status
+    from robench.runtime import select_device
+    from robench.store import ResultsStore
+    from robench.train.cache import ModelCache
+
+    protocol = _load(args)
+    store = ResultsStore(_store_path(args))
+    cache = ModelCache(_cache_dir(args))
+    if args.dry_run:
+        _print_plan(plan_status(make_plan(protocol), store, cache), store)
+        return 0
+    device = select_device(args.device)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    with Progress(args.progress) as progress:
+        progress.log(f"robench {__version__}: protocol '{protocol.name}' on {device}; store {store.path}")
+        runner = Runner(store, cache, device, progress, _cache_dir(args) / "data")
+        summary = runner.run(protocol, args.set or [])
+    out.print(f"[green]done[/]: {summary.cells_written} cell(s) written, {summary.cells_skipped} already stored; "
+              f"{len(summary.models_trained)} model(s) trained, {len(summary.models_loaded)} loaded from cache; "
+              f"{summary.seconds:.1f}s. Render with: robench report --format markdown"
+              + (f" --store {args.store}" if args.store else ""))
+    return 0
+
+
+def _print_plan(status, store) -> None:  # status: PlanStatus
+    plan = status.plan
+    table = Table(title=f"plan of '{plan.protocol.name}' (store {store.path})")
+    for col in ("dataset", "rows (defense ids)", "seed", "model id", "model", "cells stored", "cells to run"):
+        table.add_column(col)
+    for job in plan.models.values():
+        cells = plan.cells_of(job.id)
+        pending = status.pending_cells(job.id)
+        model_state = "cached" if job.id in status.cached else ("train" if pending else "not needed")
+        table.add_row(job.variant, ", ".join(job.defense_ids), str(job.seed), job.id[:12], model_state,
+                      str(len(cells) - len(pending)), str(len(pending)))
+    out.print(table)
+    out.print(f"{len(plan.models)} model(s): {len(status.to_train)} to train, "
+              f"{len([j for j in plan.models if j in status.cached])} cached; "
+              f"{len(plan.cells)} cell(s): {len(plan.cells) - len(status.to_evaluate)} in the store, "
+              f"{len(status.to_evaluate)} to evaluate")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from robench.report.render import render
+    from robench.report.tables import build_tables
+    from robench.store import ResultsStore
+
+    path = _store_path(args)
+    if not path.exists():
+        raise RobenchError(f"results store {path} does not exist; run a protocol first (robench run ...)")
+    tables = build_tables(ResultsStore(path), args.protocol or None)
+    text = render(tables, args.format)
+    if args.out:
+        target = Path(args.out)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        err.print(f"wrote {target}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.kind == "protocols":
+        from robench.protocol import bundled_protocols
+
+        table = Table(title="protocols (bundled; run by name or path)")
+        table.add_column("name")
+        table.add_column("description")
+        import yaml
+
+        for name, path in bundled_protocols().items():
+            try:
+                desc = str((yaml.safe_load(path.read_text()) or {}).get("description", "")).strip().splitlines()
+            except yaml.YAMLError:
+                desc = ["(unreadable YAML)"]
+            table.add_row(name, desc[0] if desc else "")
+        out.print(table)
+        return 0
+    from robench.registry import REGISTRIES, load_builtins
+
+    load_builtins()
+    registry = REGISTRIES[args.kind]
+    table = Table(title=args.kind)
+    table.add_column("name")
+    table.add_column("description")
+    table.add_column("source")
+    for name in registry.names():
+        entry = registry.entry(name)
+        table.add_row(name, entry.description, entry.source)
+    out.print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="robench", description="Adversarial-robustness benchmark for RGB + skeleton "
+                                     "action recognition.")
+    parser.add_argument("--version", action="version", version=f"robench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def protocol_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("protocol", help="protocol YAML file, or the name of a bundled protocol (robench list protocols)")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override a protocol key, e.g. --set training.epochs=2 (repeatable)")
+
+    def store_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--store", help=f"results store (default $ROBENCH_STORE or {DEFAULT_STORE})")
+
+    p = sub.add_parser("run", help="train what is needed, attack it, write results to the store")
+    protocol_args(p)
+    store_args(p)
+    p.add_argument("--cache", help="model and data cache folder (default $ROBENCH_CACHE or <store folder>/cache)")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps; or $ROBENCH_DEVICE")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (models, cells, what is stored) and stop")
+    p.add_argument("--progress", choices=("auto", "rich", "plain", "quiet"), default="auto",
+                   help="progress display (default: bars on a terminal, lines otherwise)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="render the tables of the runs in the store")
+    store_args(p)
+    p.add_argument("--format", choices=("markdown", "html", "latex", "csv"), default="markdown")
+    p.add_argument("--protocol", action="append", help="only this protocol (repeatable; default: all in the store)")
+    p.add_argument("--out", help="write to this file instead of standard output")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("list", help="list registered components or bundled protocols")
+    p.add_argument("kind", choices=LIST_KINDS)
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("validate", help="check a protocol (keys, types, components, plan) without running it")
+    protocol_args(p)
+    p.set_defaults(func=cmd_validate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except RobenchError as exc:
+        err.print(f"[bold red]robench: error:[/] {exc}", markup=True, highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        err.print("robench: interrupted; finished cells are stored, run the same command again to resume")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

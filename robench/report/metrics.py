@@ -1,0 +1,34 @@
+"""The paper's summary metrics and confidence intervals.
+
+* ``Avg = (XR + XS + XRS) / 3`` (paper Eq. 13): mean accuracy over the three attacked scenarios.
+* ``RI = (clean_m + Avg_m) - (clean_n + Avg_n)`` (paper Eq. 14, from Tian & Xu 2021): relative
+  improvement of method m over the baseline n (the undefended model trained on the same data).
+* Wilson score interval: a 95% confidence interval for an accuracy measured on n samples.
+
+Accuracies are in percent throughout, like the paper's tables.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def avg(xr: float, xs: float, xrs: float) -> float:
+    """Mean robust accuracy over the three attack scenarios (paper Eq. 13)."""
+    return (xr + xs + xrs) / 3.0
+
+
+def relative_improvement(clean: float, avg_: float, clean_baseline: float, avg_baseline: float) -> float:
+    """RI of a method against the baseline (paper Eq. 14); 0 for the baseline itself."""
+    return (clean + avg_) - (clean_baseline + avg_baseline)
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval for ``correct`` successes out of ``n``, as fractions in [0, 1]."""
+    if n <= 0:
+        return (float("nan"), float("nan"))
+    p = correct / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))

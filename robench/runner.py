@@ -1,0 +1,184 @@
+"""Running a protocol: plan -> train (or load) each model -> evaluate each missing cell -> store.
+
+Work is skipped wherever its result exists: cells already in the store are not recomputed, models
+already in the cache are loaded rather than trained, and a model whose cells are all stored is not
+even loaded. Each cell is written the moment it finishes, so a run killed at any point re-runs to
+the same results without duplicates.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from robench import __version__
+from robench.data.base import DatasetProvider
+from robench.evaluate import evaluate_cell
+from robench.plan import Cell, ModelJob, Plan, make_plan
+from robench.progress import Progress
+from robench.protocol.schema import Protocol
+from robench.registry import DATASETS
+from robench.runtime import configure, device_name, git_commit
+from robench.store import CellRow, ResultsStore
+from robench.train.cache import ModelCache
+from robench.train.trainer import TrainedModel, train_model
+
+
+@dataclass
+class PlanStatus:
+    """What a run would do: per model, whether it is cached and which of its cells are stored."""
+
+    plan: Plan
+    stored: set[str]
+    cached: set[str]
+
+    def pending_cells(self, model_id: str) -> list[Cell]:
+        return [c for c in self.plan.cells_of(model_id) if c.id not in self.stored]
+
+    @property
+    def to_train(self) -> list[ModelJob]:
+        return [j for j in self.plan.models.values() if j.id not in self.cached and self.pending_cells(j.id)]
+
+    @property
+    def to_evaluate(self) -> list[Cell]:
+        return [c for c in self.plan.cells.values() if c.id not in self.stored]
+
+
+@dataclass
+class RunSummary:
+    """What a run did."""
+
+    protocol: str
+    models_trained: list[str] = field(default_factory=list)
+    models_loaded: list[str] = field(default_factory=list)
+    cells_written: int = 0
+    cells_skipped: int = 0
+    seconds: float = 0.0
+
+
+def plan_status(plan: Plan, store: ResultsStore, cache: ModelCache) -> PlanStatus:
+    return PlanStatus(plan, store.existing(plan.cells), {m for m in plan.models if cache.has(m)})
+
+
+def report_layout(plan: Plan) -> dict[str, Any]:
+    """Everything a report needs to render the protocol's tables from the store alone."""
+    p = plan.protocol
+    return {
+        "name": p.name,
+        "description": p.description,
+        "seeds": p.seeds,
+        "variants": {
+            vid: {"label": v.label, "dataset": v.dataset.type,
+                  "defenses": {d: e.label for d, e in v.defenses.items()},
+                  "defense_types": {d: e.defense.type for d, e in v.defenses.items()},
+                  "attacks": {a: e.label for a, e in v.attacks.items()},
+                  "attack_eps": {a: e.eps for a, e in v.attacks.items()},
+                  "scenarios": v.scenarios}
+            for vid, v in p.variants.items()
+        },
+        "tables": [t.__dict__ for t in p.tables],
+        "cells": [[*key, cid] for key, cid in plan.index.items()],
+        "models": [[*key, mid] for key, mid in plan.model_index.items()],
+    }
+
+
+class Runner:
+    """Executes plans against one results store and one model cache on one device."""
+
+    def __init__(self, store: ResultsStore, cache: ModelCache, device: torch.device, progress: Progress,
+                 data_dir: Path) -> None:
+        self.store, self.cache, self.device, self.progress = store, cache, device, progress
+        self.data_dir = data_dir
+        self._providers: dict[str, DatasetProvider] = {}
+        configure(device)
+
+    def provider(self, plan: Plan, variant: str) -> DatasetProvider:
+        if variant not in self._providers:
+            ds = plan.protocol.variants[variant].dataset
+            self._providers[variant] = DATASETS.build(ds.type, cache_dir=self.data_dir, **ds.params)
+        return self._providers[variant]
+
+    def run(self, protocol: Protocol, overrides: list[str] | tuple[str, ...] = ()) -> RunSummary:
+        plan = make_plan(protocol)
+        status = plan_status(plan, self.store, self.cache)
+        summary = RunSummary(protocol.name, cells_skipped=len(status.stored))
+        t0 = time.perf_counter()
+        dev = device_name(self.device)
+        for variant in {j.variant for j in plan.models.values() if status.pending_cells(j.id)}:
+            self.provider(plan, variant).check_available()  # fail before any work
+        run_id = self.store.start_run(protocol.name, str(protocol.path), list(overrides), protocol.data,
+                                      report_layout(plan), __version__, git_commit(), dev)
+        outcome = "failed"
+        try:
+            todo = status.to_evaluate
+            with self.progress.task(f"{protocol.name}: cells", len(todo), transient=False) as cells_bar:
+                for job in plan.models.values():
+                    pending = status.pending_cells(job.id)
+                    if not pending:
+                        continue
+                    trained = self._model(plan, job, summary)
+                    provider = self.provider(plan, job.variant)
+                    for cell in pending:
+                        split = provider.split(cell.evaluation.split)
+                        label = _cell_label(plan, job, cell)
+                        result = evaluate_cell(trained.model, split, cell, self.device, self.progress, label)
+                        self.store.write_cell(_row(protocol, job, cell, result, dev))
+                        summary.cells_written += 1
+                        cells_bar.advance(1)
+                        self.progress.log(f"{label}: {100 * result.accuracy:.2f}% of {result.n} "
+                                          f"({result.seconds:.1f}s)")
+                    del trained
+            outcome = "complete"
+        except KeyboardInterrupt:
+            outcome = "interrupted"
+            raise
+        finally:
+            self.store.finish_run(run_id, outcome)
+        summary.seconds = time.perf_counter() - t0
+        return summary
+
+    def _model(self, plan: Plan, job: ModelJob, summary: RunSummary) -> TrainedModel:
+        """Load ``job``'s model from the cache, or train it (once, under a per-model lock)."""
+        with self.cache.lock(job.id):
+            if self.cache.has(job.id):
+                trained = self.cache.load(job, self.device)
+                summary.models_loaded.append(job.id)
+                if job.id not in self.store.models():
+                    self.store.write_model(job.id, job.spec, trained.summary, trained.history, trained.train_seconds,
+                                           device_name(self.device))
+                return trained
+            provider = self.provider(plan, job.variant)
+            train_set = provider.split("train")
+            trained = train_model(job, train_set, self.device, self.progress, self.cache.dir(job.id),
+                                  name=f"{'/'.join(job.defense_ids)} seed {job.seed} [{job.id[:8]}]")
+            self.cache.save(job, trained, device_name(self.device))
+            self.store.write_model(job.id, job.spec, trained.summary, trained.history, trained.train_seconds,
+                                   device_name(self.device))
+            summary.models_trained.append(job.id)
+            return trained
+
+
+def _cell_label(plan: Plan, job: ModelJob, cell: Cell) -> str:
+    v = plan.protocol.variants[job.variant]
+    defense = "/".join(v.defenses[d].label for d in job.defense_ids)
+    if cell.attack_id is None:
+        return f"{defense} | clean"
+    return f"{defense} | {v.attacks[cell.attack_id].label} {cell.scenario} eps {cell.eps * 255:.3g}/255"
+
+
+def _row(protocol: Protocol, job: ModelJob, cell: Cell, result: Any, device: str) -> CellRow:
+    eps_by = cell.attack_params.get("eps", {}) if cell.attack_type else {}
+    return CellRow(
+        cell_id=cell.id, model_id=job.id, protocol=protocol.name, dataset=job.dataset.type,
+        dataset_params=job.spec["dataset"]["params"], defense=job.entry.defense.type,
+        defense_params=job.spec["defense"]["params"], attack=cell.attack_type,
+        attack_params=cell.spec["attack"]["params"] if cell.attack_type else None, scenario=cell.scenario,
+        eps=cell.eps, eps_rgb=eps_by.get("rgb"), eps_skeleton=eps_by.get("skeleton"), n=result.n,
+        correct=int(result.correct.sum()), per_sample=result.correct, seed=cell.seed, duration_s=result.seconds,
+        robench_version=__version__, git_commit=git_commit(), torch_version=torch.__version__, device=device,
+        spec=cell.spec,
+    )

@@ -1,0 +1,305 @@
+"""The results store: one SQLite database (standard library), one row per evaluated cell.
+
+Tables:
+
+``results``
+    one row per cell (model x attack x scenario x eps), keyed by the cell's content hash:
+    model id, defense, attack with all parameters, scenario, eps, n, correct, accuracy, the
+    per-sample outcomes (packed bits), seed, duration and provenance (protocol, robench version,
+    git commit, torch version, device, time).
+``models``
+    one row per trained model: its spec, the defense's summary (e.g. AMR weights), training history.
+``runs``
+    one row per ``robench run``: the protocol as run and the map from its tables to cells, so a
+    report can be rendered from the store alone.
+
+Writes are atomic (one transaction per row, ``INSERT OR IGNORE`` on the content key): a killed run
+leaves only complete rows, a re-run skips them, and two processes writing the same store at the
+same time lose nothing (WAL journal, busy timeout).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from robench.errors import StoreError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS results (
+    cell_id TEXT PRIMARY KEY,
+    model_id TEXT NOT NULL,
+    protocol TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    dataset_params TEXT NOT NULL,
+    defense TEXT NOT NULL,
+    defense_params TEXT NOT NULL,
+    attack TEXT,
+    attack_params TEXT,
+    scenario TEXT NOT NULL,
+    eps REAL NOT NULL,
+    eps_rgb REAL,
+    eps_skeleton REAL,
+    n INTEGER NOT NULL,
+    correct INTEGER NOT NULL,
+    accuracy REAL NOT NULL,
+    per_sample BLOB,
+    seed INTEGER NOT NULL,
+    duration_s REAL NOT NULL,
+    robench_version TEXT,
+    git_commit TEXT,
+    torch_version TEXT,
+    device TEXT,
+    created_at TEXT NOT NULL,
+    spec TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS results_model ON results (model_id);
+CREATE TABLE IF NOT EXISTS models (
+    model_id TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    history TEXT NOT NULL,
+    train_seconds REAL,
+    device TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    protocol TEXT NOT NULL,
+    protocol_path TEXT,
+    overrides TEXT NOT NULL,
+    data TEXT NOT NULL,
+    layout TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    status TEXT NOT NULL,
+    robench_version TEXT,
+    git_commit TEXT,
+    device TEXT
+);
+"""
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def pack_bits(values: np.ndarray | Iterable[bool]) -> bytes:
+    """Per-sample booleans -> compact bytes (8 per byte)."""
+    return np.packbits(np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=bool)).tobytes()
+
+
+def unpack_bits(blob: bytes | None, n: int) -> np.ndarray | None:
+    """Inverse of :func:`pack_bits` for ``n`` samples."""
+    if blob is None:
+        return None
+    return np.unpackbits(np.frombuffer(blob, dtype=np.uint8))[:n].astype(bool)
+
+
+@dataclass
+class CellRow:
+    """A result row to write (see the module docstring for the columns)."""
+
+    cell_id: str
+    model_id: str
+    protocol: str
+    dataset: str
+    dataset_params: dict[str, Any]
+    defense: str
+    defense_params: dict[str, Any]
+    attack: str | None
+    attack_params: dict[str, Any] | None
+    scenario: str
+    eps: float
+    eps_rgb: float | None
+    eps_skeleton: float | None
+    n: int
+    correct: int
+    per_sample: np.ndarray
+    seed: int
+    duration_s: float
+    robench_version: str
+    git_commit: str | None
+    torch_version: str
+    device: str
+    spec: dict[str, Any]
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n if self.n else float("nan")
+
+
+class ResultsStore:
+    """A SQLite results store at ``path`` (created with its folder if missing).
+
+    Args:
+        path: the database file (default used by the CLI: ``results/robench.sqlite``).
+        timeout: seconds a writer waits for another process's transaction.
+    """
+
+    def __init__(self, path: str | Path, timeout: float = 60.0) -> None:
+        self.path = Path(path)
+        self.timeout = timeout
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as con:
+                con.executescript(_SCHEMA)
+                con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                found = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open results store {self.path}: {exc}") from None
+        if int(found) > SCHEMA_VERSION:
+            raise StoreError(f"results store {self.path} has schema {found}, newer than this robench ({SCHEMA_VERSION})")
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=NORMAL")
+            con.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._connect() as con:
+            for attempt in range(20):  # BEGIN IMMEDIATE can fail fast on a lock held across the WAL checkpoint
+                try:
+                    con.execute("BEGIN IMMEDIATE")
+                    break
+                except sqlite3.OperationalError:
+                    if attempt == 19:
+                        raise
+                    time.sleep(0.05 * (attempt + 1))
+            try:
+                yield con
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    # -- writing ---------------------------------------------------------------------------------
+    def write_cell(self, row: CellRow) -> bool:
+        """Insert one result atomically; returns False if the cell was already there (left as is)."""
+        values = (
+            row.cell_id, row.model_id, row.protocol, row.dataset, json.dumps(row.dataset_params, sort_keys=True),
+            row.defense, json.dumps(row.defense_params, sort_keys=True), row.attack,
+            json.dumps(row.attack_params, sort_keys=True) if row.attack_params is not None else None,
+            row.scenario, row.eps, row.eps_rgb, row.eps_skeleton, row.n, row.correct, row.accuracy,
+            pack_bits(row.per_sample), row.seed, row.duration_s, row.robench_version, row.git_commit,
+            row.torch_version, row.device, utc_now(), json.dumps(row.spec, sort_keys=True),
+        )
+        with self._transaction() as con:
+            cur = con.execute(f"INSERT OR IGNORE INTO results VALUES ({','.join('?' * len(values))})", values)
+            return cur.rowcount == 1
+
+    def write_model(self, model_id: str, spec: dict[str, Any], summary: dict[str, Any], history: list[dict[str, Any]],
+                    train_seconds: float | None, device: str) -> None:
+        """Record a trained model (replacing an older record of the same id)."""
+        with self._transaction() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO models VALUES (?,?,?,?,?,?,?)",
+                (model_id, json.dumps(spec, sort_keys=True), json.dumps(summary), json.dumps(history), train_seconds,
+                 device, utc_now()),
+            )
+
+    def start_run(self, protocol: str, protocol_path: str | None, overrides: list[str], data: dict[str, Any],
+                  layout: dict[str, Any], robench_version: str, git_commit: str | None, device: str) -> int:
+        with self._transaction() as con:
+            cur = con.execute(
+                "INSERT INTO runs (protocol, protocol_path, overrides, data, layout, started_at, status, robench_version,"
+                " git_commit, device) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (protocol, protocol_path, json.dumps(overrides), json.dumps(data, default=str), json.dumps(layout),
+                 utc_now(), "running", robench_version, git_commit, device),
+            )
+            return int(cur.lastrowid)
+
+    def finish_run(self, run_id: int, status: str) -> None:
+        with self._transaction() as con:
+            con.execute("UPDATE runs SET finished_at=?, status=? WHERE run_id=?", (utc_now(), status, run_id))
+
+    # -- reading ---------------------------------------------------------------------------------
+    def existing(self, cell_ids: Iterable[str]) -> set[str]:
+        """Which of ``cell_ids`` are already stored."""
+        ids = list(cell_ids)
+        found: set[str] = set()
+        with self._connect() as con:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                rows = con.execute(f"SELECT cell_id FROM results WHERE cell_id IN ({','.join('?' * len(chunk))})", chunk)
+                found.update(r[0] for r in rows)
+        return found
+
+    def cells(self, cell_ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Stored rows as dicts keyed by cell id (all rows if ``cell_ids`` is None)."""
+        with self._connect() as con:
+            con.row_factory = sqlite3.Row
+            if cell_ids is None:
+                rows = list(con.execute("SELECT * FROM results"))
+            else:
+                ids = list(cell_ids)
+                rows = []
+                for i in range(0, len(ids), 500):
+                    chunk = ids[i : i + 500]
+                    rows += con.execute(f"SELECT * FROM results WHERE cell_id IN ({','.join('?' * len(chunk))})", chunk)
+        return {r["cell_id"]: dict(r) for r in rows}
+
+    def models(self) -> dict[str, dict[str, Any]]:
+        """Stored model records keyed by model id (JSON columns decoded)."""
+        with self._connect() as con:
+            con.row_factory = sqlite3.Row
+            rows = list(con.execute("SELECT * FROM models"))
+        out = {}
+        for r in rows:
+            d = dict(r)
+            for k in ("spec", "summary", "history"):
+                d[k] = json.loads(d[k])
+            out[d["model_id"]] = d
+        return out
+
+    def runs(self) -> list[dict[str, Any]]:
+        """All runs, oldest first (JSON columns decoded)."""
+        with self._connect() as con:
+            con.row_factory = sqlite3.Row
+            rows = list(con.execute("SELECT * FROM runs ORDER BY run_id"))
+        out = []
+        for r in rows:
+            d = dict(r)
+            for k in ("overrides", "data", "layout"):
+                d[k] = json.loads(d[k])
+            out.append(d)
+        return out
+
+    def latest_runs(self) -> dict[str, dict[str, Any]]:
+        """The most recent run of each protocol name, in order of first appearance."""
+        latest: dict[str, dict[str, Any]] = {}
+        for r in self.runs():
+            latest[r["protocol"]] = r
+        return latest
+
+    def dataframe(self) -> pd.DataFrame:
+        """All results as a DataFrame (JSON parameter columns decoded, per-sample bits left packed)."""
+        with self._connect() as con:
+            df = pd.read_sql_query("SELECT * FROM results ORDER BY created_at, cell_id", con)
+        for col in ("dataset_params", "defense_params", "attack_params", "spec"):
+            df[col] = df[col].map(lambda s: json.loads(s) if isinstance(s, str) else None)
+        return df
+
+    def count(self) -> int:
+        with self._connect() as con:
+            return int(con.execute("SELECT COUNT(*) FROM results").fetchone()[0])

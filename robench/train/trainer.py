@@ -1,0 +1,183 @@
+"""Training one model of a plan: build it, let its defense train it, checkpoint every epoch.
+
+The optimiser and schedule follow the paper (Section 4.2): SGD with momentum 0.9, weight decay
+5e-4, learning rate 0.01 with cosine annealing (T_max = epochs, stepped per epoch), batch 16;
+each is a protocol option. The defense owns the loss (:meth:`Defense.loss`).
+
+Determinism: initial weights come from ``derive_seed(seed, "init")``; epoch e re-seeds every RNG
+with ``derive_seed(seed, "epoch", e)`` and shuffles with its own generator. On the CPU the same
+spec therefore gives bit-identical weights, and a run killed mid-training resumes from the last
+finished epoch (``partial.pt``) to the same weights it would have reached uninterrupted.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from robench.data.base import ClipDataset, to_model_inputs, iterate_batches
+from robench.errors import RobenchError
+from robench.hashing import derive_seed
+from robench.models.two_stream import TwoStreamModel
+from robench.plan import ModelJob
+from robench.progress import Progress
+from robench.protocol.schema import TrainingConfig
+from robench.registry import BACKBONES, DEFENSES
+from robench.runtime import seed_everything
+from robench.train.context import TrainContext
+
+
+@dataclass
+class TrainedModel:
+    """A trained (or loaded) model with what the defense and the trainer recorded about it."""
+
+    model: TwoStreamModel
+    defense: Any
+    summary: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_seconds: float | None = None
+    loaded_from_cache: bool = False
+
+
+def build_model(job: ModelJob) -> tuple[TwoStreamModel, Any]:
+    """The untrained model of ``job`` with its defense's changes (seeded: same weights every time)."""
+    seed_everything(derive_seed(job.seed, "init"))
+    backbones = {m: BACKBONES.build(c.type, **c.params) for m, c in job.backbones.items()}
+    model = TwoStreamModel(backbones, job.num_classes)
+    defense = DEFENSES.build(job.entry.defense.type, **job.entry.defense.params)
+    defense.prepare(model)
+    return model, defense
+
+
+def make_optimizer(params: list[nn.Parameter], cfg: TrainingConfig, lr: float | None = None) -> torch.optim.Optimizer:
+    """The protocol's optimiser: SGD with momentum (the paper), Adam or AdamW."""
+    lr = cfg.lr if lr is None else lr
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                               nesterov=cfg.nesterov and cfg.momentum > 0)
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=lr, betas=(cfg.momentum, 0.999), weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainingConfig, epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+
+
+LossFn = Callable[[nn.Module, dict[str, torch.Tensor], torch.Tensor, TrainContext], Any]
+
+
+def run_epoch(model: TwoStreamModel, loss_fn: LossFn, ctx: TrainContext, opt: torch.optim.Optimizer,
+              cfg: TrainingConfig, generator: torch.Generator, progress: Progress, label: str) -> dict[str, float]:
+    """One pass over the training set; returns mean loss, training accuracy and the defense's logs."""
+    model.train()
+    steps = math.ceil(len(ctx.train_set) / ctx.batch_size)
+    if cfg.max_steps_per_epoch is not None:
+        steps = min(steps, cfg.max_steps_per_epoch)
+    total_loss, correct, seen, logs = 0.0, 0, 0, {}
+    with progress.task(label, steps) as bar:
+        for i, batch in enumerate(iterate_batches(ctx.train_set, ctx.batch_size, shuffle=True, generator=generator)):
+            if i >= steps:
+                break
+            inputs = to_model_inputs(batch, ctx.device, model.modalities)
+            labels = batch["label"].to(ctx.device)
+            out = loss_fn(model, inputs, labels, ctx)
+            if not torch.isfinite(out.loss):
+                raise RobenchError(f"{label}: training diverged (loss {float(out.loss)}) at step {i}; "
+                                   "lower training.lr or set training.grad_clip")
+            opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+            if cfg.grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            n = labels.shape[0]
+            total_loss += float(out.loss.detach()) * n
+            seen += n
+            if out.logits is not None:
+                correct += int((out.logits.detach().argmax(1) == labels).sum())
+            for k, v in out.logs.items():
+                logs[k] = logs.get(k, 0.0) + float(v) * n
+            bar.advance(1, loss=total_loss / seen, acc=correct / seen)
+    stats = {"loss": total_loss / max(seen, 1), "train_acc": correct / max(seen, 1), "steps": steps}
+    stats.update({k: v / max(seen, 1) for k, v in logs.items()})
+    return stats
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def train_model(job: ModelJob, train_set: ClipDataset, device: torch.device, progress: Progress,
+                workdir: Path, name: str = "") -> TrainedModel:
+    """Train ``job``'s model on ``train_set``; resumes from ``workdir/partial.pt`` if present."""
+    cfg = job.entry.training
+    model, defense = build_model(job)
+    model.to(device)
+    opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
+    sched = make_scheduler(opt, cfg, cfg.epochs)
+    name = name or f"{job.entry.label} [{job.id[:8]}]"
+    ctx = TrainContext(
+        device=device, train_set=train_set, batch_size=cfg.batch_size, epochs=cfg.epochs, attack=cfg.attack,
+        attack_eps=cfg.attack_eps, threat=job.threat, attack_mode=cfg.attack_mode, seed=job.seed,
+        modalities=model.modalities, log=progress.log,
+    )
+    ctx.fit = lambda loss_fn, epochs, tag, lr=None: fit(model, loss_fn, epochs, tag, ctx, cfg, progress, name, lr)
+
+    history = ctx.history
+    start_epoch, elapsed_before = 0, 0.0
+    partial = workdir / "partial.pt"
+    if partial.exists():
+        state = torch.load(partial, map_location=device, weights_only=False)
+        if state.get("model_id") == job.id:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            history.extend(state["history"])
+            start_epoch, elapsed_before = state["epoch"] + 1, state["seconds"]
+            progress.log(f"resuming {name} from epoch {start_epoch}/{cfg.epochs}")
+    t0 = time.perf_counter()
+    with progress.task(f"train {name}", cfg.epochs) as epochs_bar:
+        epochs_bar.advance(start_epoch)
+        for epoch in range(start_epoch, cfg.epochs):
+            ctx.epoch = epoch
+            seed_everything(derive_seed(job.seed, "epoch", epoch))
+            gen = torch.Generator().manual_seed(derive_seed(job.seed, "order", epoch))
+            stats = run_epoch(model, defense.loss, ctx, opt, cfg, gen, progress, f"  epoch {epoch + 1}/{cfg.epochs}")
+            stats.update(epoch=epoch + 1, lr=opt.param_groups[0]["lr"], phase="train")
+            sched.step()
+            history.append(stats)
+            epochs_bar.advance(1, loss=stats["loss"], acc=stats["train_acc"])
+            progress.log(f"{name} epoch {epoch + 1}/{cfg.epochs}: loss {stats['loss']:.4f} "
+                         f"train acc {100 * stats['train_acc']:.1f}%")
+            workdir.mkdir(parents=True, exist_ok=True)
+            _atomic_save({"model_id": job.id, "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                          "scheduler": sched.state_dict(), "history": history,
+                          "seconds": elapsed_before + time.perf_counter() - t0}, partial)
+    defense.finalize(model, ctx)
+    model.eval()
+    return TrainedModel(model, defense, defense.summary(model), history, elapsed_before + time.perf_counter() - t0)
+
+
+def fit(model: TwoStreamModel, loss_fn: LossFn, epochs: int, tag: str, ctx: TrainContext, cfg: TrainingConfig,
+        progress: Progress, name: str, lr: float | None = None) -> None:
+    """Extra training epochs with another loss (a defense's fine-tuning), fresh SGD + schedule."""
+    opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg, lr)
+    sched = make_scheduler(opt, cfg, epochs)
+    for epoch in range(epochs):
+        seed_everything(derive_seed(ctx.seed, tag, "epoch", epoch))
+        gen = torch.Generator().manual_seed(derive_seed(ctx.seed, tag, "order", epoch))
+        stats = run_epoch(model, loss_fn, ctx, opt, cfg, gen, progress, f"  {tag} {epoch + 1}/{epochs}")
+        sched.step()
+        stats.update(epoch=epoch + 1, phase=tag)
+        ctx.history.append(stats)
+        progress.log(f"{name} {tag} {epoch + 1}/{epochs}: loss {stats['loss']:.4f}")
