@@ -1,0 +1,187 @@
+"""End to end through the command line on the tiny protocol (seconds per run)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY_PROTOCOL
+from robench.cli import main
+from robench.store import ResultsStore, unpack_bits
+
+
+def run_cli(*args: str) -> int:
+    return main(list(args))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One complete run of the tiny protocol, shared by the read-only tests below."""
+    store = tmp_path_factory.mktemp("run") / "r.sqlite"
+    assert run_cli("run", str(TINY_PROTOCOL), "--store", str(store), "--progress", "plain") == 0
+    return store
+
+
+def test_run_writes_every_cell(tiny_run: Path) -> None:
+    store = ResultsStore(tiny_run)
+    df = store.dataframe()
+    assert len(df) == 8
+    assert set(df["scenario"]) == {"clean", "R", "S", "RS"}
+    assert set(df["defense"]) == {"none", "at"}
+    assert (df["n"] == 12).all()
+    clean = df[df.scenario == "clean"].set_index("model_id")["accuracy"]
+    for _, r in df[df.scenario != "clean"].iterrows():
+        assert r["accuracy"] <= clean[r["model_id"]] + 1e-12  # an attack never helps
+    run = store.latest_runs()["tiny"]
+    assert run["status"] == "complete" and run["git_commit"] is not None or run["git_commit"] is None
+    assert len(store.models()) == 2
+
+
+def test_rerun_skips_everything(tiny_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("run", str(TINY_PROTOCOL), "--store", str(tiny_run), "--progress", "quiet") == 0
+    out = capsys.readouterr().out
+    assert "0 cell(s) written, 8 already stored" in out and "0 model(s) trained" in out
+    assert ResultsStore(tiny_run).count() == 8
+
+
+def test_dry_run_shows_plan_and_store_state(tiny_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("run", str(TINY_PROTOCOL), "--store", str(tiny_run), "--dry-run", "--set", "attacks.pgd.steps=3") == 0
+    out = capsys.readouterr().out
+    assert "2 model(s): 0 to train, 2 cached" in out
+    assert "8 cell(s): 2 in the store, 6 to evaluate" in out  # clean cells are shared, attacked ones change
+
+
+@pytest.mark.parametrize("fmt, marker", [("markdown", "| None |"), ("html", "<table>"), ("latex", r"\toprule"),
+                                         ("csv", "protocol,table,dataset")])
+def test_report_formats(tiny_run: Path, tmp_path: Path, fmt: str, marker: str) -> None:
+    out = tmp_path / f"report.{fmt}"
+    assert run_cli("report", "--store", str(tiny_run), "--format", fmt, "--out", str(out)) == 0
+    text = out.read_text()
+    assert marker in text
+    assert "AT-RS" in text
+
+
+def test_markdown_report_layout(tiny_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("report", "--store", str(tiny_run)) == 0
+    text = capsys.readouterr().out
+    header = next(line for line in text.splitlines() if line.startswith("| Defense"))
+    assert header == "| Defense (synthetic) | Clean | XR | XS | XRS | Avg | RI |"
+    rows = [line for line in text.splitlines() if line.startswith("| None") or line.startswith("| AT-RS")]
+    assert len(rows) == 2
+    assert rows[0].endswith("| 0.00 |") or rows[0].endswith("| **0.00** |")  # RI of the baseline
+    assert "**" in text  # best per column in bold
+    store = ResultsStore(tiny_run)
+    none_clean = store.dataframe().query("defense == 'none' and scenario == 'clean'")["accuracy"].iloc[0]
+    assert f"{100 * none_clean:.2f}" in rows[0]
+
+
+def test_report_unknown_protocol_is_clear(tiny_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("report", "--store", str(tiny_run), "--protocol", "nope") == 2
+    assert "no run of protocol(s) nope" in capsys.readouterr().err
+
+
+def test_list_and_validate(capsys: pytest.CaptureFixture[str]) -> None:
+    for kind in ("defenses", "attacks", "datasets", "backbones", "protocols"):
+        assert run_cli("list", kind) == 0
+    out = capsys.readouterr().out
+    for name in ("none", "at", "pgd", "fgsm", "cw", "synthetic", "i3d", "hcn", "quickstart"):
+        assert name in out
+    assert run_cli("validate", str(TINY_PROTOCOL)) == 0
+    assert "2 model(s) to train, 8 cell(s)" in capsys.readouterr().out
+
+
+def test_bad_protocol_exits_2_with_file_and_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"include: {TINY_PROTOCOL}\nname: bad\ntraining: {{epochs: many}}\n")
+    assert run_cli("validate", str(bad)) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "training.epochs" in err and "many" in err and "an integer" in err
+    assert run_cli("run", str(tmp_path / "missing.yaml")) == 2
+    assert "allowed: an existing YAML file or a bundled protocol" in capsys.readouterr().err
+
+
+def test_plugin_defense_from_outside_the_package(tmp_path: Path) -> None:
+    """A defense written against the public API in a temp dir runs through `robench run`."""
+    (tmp_path / "my_defense.py").write_text(textwrap.dedent('''
+        from dataclasses import dataclass
+        import torch
+        import torch.nn.functional as F
+        from robench import Defense, LossOutput, register_defense
+
+        @register_defense("noisy_skeleton_cli_test")
+        @dataclass
+        class NoisySkeleton(Defense):
+            """Gaussian noise on the skeleton during training (test plugin)."""
+            sigma: float = 0.01  # metres
+
+            def loss(self, model, inputs, labels, ctx):
+                noisy = {**inputs, "skeleton": inputs["skeleton"] + self.sigma * torch.randn_like(inputs["skeleton"])}
+                logits = model(noisy)
+                return LossOutput(F.cross_entropy(logits, labels), logits, {"sigma": self.sigma})
+    '''))
+    protocol = tmp_path / "plugin.yaml"
+    protocol.write_text(textwrap.dedent(f'''
+        include: {TINY_PROTOCOL}
+        name: plugin
+        plugins: [my_defense.py]
+        defenses:
+          noisy: {{type: noisy_skeleton_cli_test, label: Noisy skeleton, sigma: 0.02}}
+        training: {{epochs: 1}}
+        scenarios: [clean, S]
+        tables: [{{attack: pgd, rows: [noisy], columns: [clean, S], baseline: null}}]
+    '''))
+    store = tmp_path / "r.sqlite"
+    assert run_cli("run", str(protocol), "--store", str(store), "--progress", "quiet") == 0
+    df = ResultsStore(store).dataframe()
+    noisy = df[df.defense == "noisy_skeleton_cli_test"]
+    assert len(noisy) == 2 and noisy.iloc[0]["defense_params"] == {"sigma": 0.02}
+
+
+def _results(store: Path) -> dict[str, tuple[float, list[bool]]]:
+    return {cid: (c["accuracy"], unpack_bits(c["per_sample"], c["n"]).tolist())
+            for cid, c in ResultsStore(store).cells().items()}
+
+
+def _weights(cache: Path) -> dict[str, dict[str, torch.Tensor]]:
+    return {p.parent.name: torch.load(p, weights_only=False)["state_dict"] for p in (cache / "models").glob("*/model.pt")}
+
+
+def test_killed_run_resumes_to_identical_results(tmp_path: Path) -> None:
+    """Kill -9 mid-run, run again: same cells, same per-sample outcomes, same weights, no duplicates."""
+    slow = ["--set", "training.epochs=4"]
+    ref_store = tmp_path / "ref" / "r.sqlite"
+    assert run_cli("run", str(TINY_PROTOCOL), "--store", str(ref_store), "--progress", "quiet", *slow) == 0
+
+    store = tmp_path / "killed" / "r.sqlite"
+    cmd = [sys.executable, "-m", "robench", "run", str(TINY_PROTOCOL), "--store", str(store), "--progress", "quiet",
+           *slow]
+    proc = subprocess.Popen(cmd, env={**os.environ, "ROBENCH_DEVICE": "cpu"})
+    partial = list((tmp_path / "killed" / "cache" / "models").glob("*/partial.pt"))
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:  # kill inside the second model's training
+        models = list((tmp_path / "killed" / "cache" / "models").glob("*/model.pt"))
+        partial = list((tmp_path / "killed" / "cache" / "models").glob("*/partial.pt"))
+        if models and partial:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_cells = ResultsStore(store).count()
+    assert killed_cells < 8
+
+    assert run_cli("run", str(TINY_PROTOCOL), "--store", str(store), "--progress", "quiet", *slow) == 0
+    assert ResultsStore(store).count() == 8
+    assert _results(store) == _results(ref_store)
+    ref_w, w = _weights(tmp_path / "ref" / "cache"), _weights(tmp_path / "killed" / "cache")
+    assert ref_w.keys() == w.keys()
+    for mid in ref_w:
+        assert all(torch.equal(ref_w[mid][k], w[mid][k]) for k in ref_w[mid]), f"model {mid} differs after resume"
