@@ -30,7 +30,7 @@ LIST_KINDS = ("defenses", "attacks", "datasets", "backbones", "protocols")
 
 # wide tables when writing to a file or pipe; the terminal's width otherwise
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # never wrap an error line
 
 
 def _store_path(args: argparse.Namespace) -> Path:
