@@ -1,12 +1,17 @@
 """Built-in defenses, one per file (installed as ``robench.defenses``).
 
-Registered names: ``none`` (standard training) and ``at`` (adversarial training on chosen
-modalities). Write your own by subclassing :class:`~robench.defenses.base.Defense` in one file and
-decorating it with ``@robench.register_defense("name")``; see ``defenses/base.py``.
+Registered names: ``none`` (standard training), ``at`` (adversarial training on chosen
+modalities), ``minsim``, ``exfmem`` and ``minsim_exfmem`` (Tian & Xu 2021) and ``amr`` (the
+paper's Attention-based Modality Reweighter). Write your own by subclassing
+:class:`~robench.defenses.base.Defense` in one file and decorating it with
+``@robench.register_defense("name")``; see ``defenses/base.py``.
 """
 
+from robench.defenses.amr import AMR
 from robench.defenses.at import AdversarialTraining
 from robench.defenses.base import Defense, LossOutput
+from robench.defenses.exfmem import ExFMem, MinSimExFMem
+from robench.defenses.minsim import MinSim
 from robench.defenses.none import NoDefense
 
-__all__ = ["AdversarialTraining", "Defense", "LossOutput", "NoDefense"]
+__all__ = ["AMR", "AdversarialTraining", "Defense", "ExFMem", "LossOutput", "MinSim", "MinSimExFMem", "NoDefense"]

@@ -8,6 +8,7 @@ A defense is registered by name and configured from a protocol's ``defenses:`` e
 * own the training loss (:meth:`Defense.loss`), using ``ctx.adversarial`` for adversarial examples;
 * do work after the main loop (:meth:`Defense.finalize`): build memory banks, fine-tune with
   ``ctx.fit``;
+* start from another defense's trained model instead of training its own (:meth:`Defense.derives_from`);
 * report facts about the trained model (:meth:`Defense.summary`), stored with the checkpoint and
   shown by reports (AMR's learned weights).
 
@@ -72,6 +73,16 @@ class Defense(abc.ABC):
     uses_training_attack: ClassVar[bool] = False
     #: name under which the class was registered (set by the registry)
     registry_name: ClassVar[str] = ""
+
+    def derives_from(self) -> tuple[str, dict[str, Any]] | None:
+        """``(defense type, parameters)`` whose trained model this defense starts from, or None.
+
+        A derived defense skips the main training loop: the runner trains (or loads from the cache)
+        the base defense's model, copies its weights into this defense's model (after
+        :meth:`prepare`) and runs :meth:`finalize`. ExFMem derives from ``none`` and
+        MinSim+ExFMem from ``minsim``: their backbones are trained once and shared.
+        """
+        return None
 
     def prepare(self, model: TwoStreamModel) -> None:
         """Change the freshly built model in place before training (and before loading a checkpoint)."""

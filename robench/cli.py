@@ -93,12 +93,15 @@ def _print_plan(status, store) -> None:  # status: PlanStatus
     table = Table(title=f"plan of '{plan.protocol.name}' (store {store.path})")
     for col in ("dataset", "rows (defense ids)", "seed", "model id", "model", "cells stored", "cells to run"):
         table.add_column(col)
+    needed = {j.id for j in status.needed}
     for job in plan.models.values():
         cells = plan.cells_of(job.id)
         pending = status.pending_cells(job.id)
-        model_state = "cached" if job.id in status.cached else ("train" if pending else "not needed")
-        table.add_row(job.variant, ", ".join(job.defense_ids), str(job.seed), job.id[:12], model_state,
-                      str(len(cells) - len(pending)), str(len(pending)))
+        model_state = "cached" if job.id in status.cached else ("train" if job.id in needed else "not needed")
+        if job.base:
+            model_state += f" (from {job.base[:8]})"
+        table.add_row(job.variant, ", ".join(job.defense_ids) or f"({job.defense.type}: base model)", str(job.seed),
+                      job.id[:12], model_state, str(len(cells) - len(pending)), str(len(pending)))
     out.print(table)
     out.print(f"{len(plan.models)} model(s): {len(status.to_train)} to train, "
               f"{len([j for j in plan.models if j in status.cached])} cached; "

@@ -36,9 +36,13 @@ class ModelJob:
         id: content hash of :attr:`spec`.
         spec: JSON-serialisable description of everything that determines the model.
         variant: dataset id within the protocol.
-        defense_ids: protocol defense ids (rows) served by this model.
+        defense_ids: protocol defense ids (rows) served by this model (empty for a base model that
+            only serves a derived one).
         seed: training seed.
         entry: the (first) protocol defense entry, with resolved model and training settings.
+        defense: the defense this model is trained with (``entry.defense``, or the base defense of
+            a derived one).
+        base: id of the model this one starts from (:meth:`Defense.derives_from`), or None.
         dataset: the dataset component (registry name + parameters).
         backbones: ``{modality: Component}`` with input sizes filled in from the dataset.
         num_classes: classes of the dataset.
@@ -51,10 +55,18 @@ class ModelJob:
     defense_ids: list[str]
     seed: int
     entry: DefenseEntry
+    defense: Component
+    base: str | None
     dataset: Component
     backbones: dict[str, Component]
     num_classes: int
     threat: ThreatConfig = field(default_factory=ThreatConfig)
+
+    @property
+    def label(self) -> str:
+        if self.defense_ids:
+            return "/".join(self.defense_ids)
+        return f"{self.defense.type} (base model)"
 
 
 @dataclass
@@ -131,29 +143,40 @@ def make_plan(protocol: Protocol) -> Plan:
                         "params": full_params(DATASETS.get(variant.dataset.type), variant.dataset.params, ("cache_dir",))}
         for entry in variant.defenses.values():
             backbones = _fill_input_sizes(variant, entry.model, shapes, where)
-            defense = DEFENSES.build(entry.defense.type, **entry.defense.params)
-            uses_attack = bool(getattr(defense, "uses_training_attack", False))
             for seed in protocol.seeds:
-                spec = {
-                    "format": MODEL_FORMAT,
-                    "dataset": dataset_spec,
-                    "num_classes": provider.num_classes,
-                    "model": {m: {"backbone": c.type, "params": c.params} for m, c in backbones.items()},
-                    "training": entry.training.identity(with_attack=uses_attack),
-                    "defense": {"type": entry.defense.type, "params": defense.describe()},
-                    "seed": seed,
-                }
-                if uses_attack:
-                    spec["threat"] = {"scale": {m: variant.threat.scale[m] for m in backbones},
-                                      "bounds": {m: variant.threat.bounds[m] for m in backbones}}
-                mid = content_hash(spec)
-                if mid not in models:
-                    models[mid] = ModelJob(mid, spec, variant.id, [], seed, entry, variant.dataset, backbones,
-                                           provider.num_classes, variant.threat)
-                if entry.id not in models[mid].defense_ids:
-                    models[mid].defense_ids.append(entry.id)
-                model_index[(variant.id, entry.id, seed)] = mid
-                for key, cell in _cells_for(mid, variant, backbones, seed):
+
+                def add_job(defense: Component) -> ModelJob:
+                    """The job training ``defense`` (and, first, the job of the model it derives from)."""
+                    built = DEFENSES.build(defense.type, **defense.params)
+                    derived = built.derives_from()
+                    base = add_job(Component(derived[0], dict(derived[1]))) if derived else None
+                    uses_attack = bool(getattr(built, "uses_training_attack", False))
+                    spec = {
+                        "format": MODEL_FORMAT,
+                        "dataset": dataset_spec,
+                        "num_classes": provider.num_classes,
+                        "model": {m: {"backbone": c.type, "params": c.params} for m, c in backbones.items()},
+                        "training": entry.training.identity(with_attack=uses_attack),
+                        "defense": {"type": defense.type, "params": built.describe()},
+                        "seed": seed,
+                    }
+                    if uses_attack:
+                        spec["threat"] = {"scale": {m: variant.threat.scale[m] for m in backbones},
+                                          "bounds": {m: variant.threat.bounds[m] for m in backbones}}
+                    if base is not None:
+                        spec["base"] = base.id
+                    mid = content_hash(spec)
+                    if mid not in models:
+                        models[mid] = ModelJob(mid, spec, variant.id, [], seed, entry, defense,
+                                               base.id if base else None, variant.dataset, backbones,
+                                               provider.num_classes, variant.threat)
+                    return models[mid]
+
+                job = add_job(entry.defense)
+                if entry.id not in job.defense_ids:
+                    job.defense_ids.append(entry.id)
+                model_index[(variant.id, entry.id, seed)] = job.id
+                for key, cell in _cells_for(job.id, variant, backbones, seed):
                     cells.setdefault(cell.id, cell)
                     index[(variant.id, entry.id, seed, *key)] = cell.id
     return Plan(protocol, models, cells, index, model_index)

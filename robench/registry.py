@@ -164,7 +164,8 @@ class Registry(Generic[T]):
 
     # -- third-party --------------------------------------------------------------------------
     def load_entry_points(self) -> None:
-        """Import every entry point of this registry's group (once per process)."""
+        """Make every entry visible: robench's built-ins, then this group's entry points (once per process)."""
+        load_builtins()
         if self._entry_points_loaded:
             return
         self._entry_points_loaded = True

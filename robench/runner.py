@@ -40,8 +40,19 @@ class PlanStatus:
         return [c for c in self.plan.cells_of(model_id) if c.id not in self.stored]
 
     @property
+    def needed(self) -> list[ModelJob]:
+        """Models the run must have: those with cells to run, and the uncached bases they derive from."""
+        need: dict[str, ModelJob] = {}
+        for job in self.plan.models.values():
+            j: ModelJob | None = job if self.pending_cells(job.id) else None
+            while j is not None and j.id not in need:
+                need[j.id] = j
+                j = self.plan.models[j.base] if j.base and j.id not in self.cached else None
+        return [j for j in self.plan.models.values() if j.id in need]  # plan order: bases first
+
+    @property
     def to_train(self) -> list[ModelJob]:
-        return [j for j in self.plan.models.values() if j.id not in self.cached and self.pending_cells(j.id)]
+        return [j for j in self.needed if j.id not in self.cached]
 
     @property
     def to_evaluate(self) -> list[Cell]:
@@ -151,10 +162,11 @@ class Runner:
                     self.store.write_model(job.id, job.spec, trained.summary, trained.history, trained.train_seconds,
                                            device_name(self.device))
                 return trained
+            base = self._model(plan, plan.models[job.base], summary) if job.base else None
             provider = self.provider(plan, job.variant)
             train_set = provider.split("train")
             trained = train_model(job, train_set, self.device, self.progress, self.cache.dir(job.id),
-                                  name=f"{'/'.join(job.defense_ids)} seed {job.seed} [{job.id[:8]}]")
+                                  name=f"{job.label} seed {job.seed} [{job.id[:8]}]", base=base)
             self.cache.save(job, trained, device_name(self.device))
             self.store.write_model(job.id, job.spec, trained.summary, trained.history, trained.train_seconds,
                                    device_name(self.device))
@@ -174,7 +186,7 @@ def _row(protocol: Protocol, job: ModelJob, cell: Cell, result: Any, device: str
     eps_by = cell.attack_params.get("eps", {}) if cell.attack_type else {}
     return CellRow(
         cell_id=cell.id, model_id=job.id, protocol=protocol.name, dataset=job.dataset.type,
-        dataset_params=job.spec["dataset"]["params"], defense=job.entry.defense.type,
+        dataset_params=job.spec["dataset"]["params"], defense=job.defense.type,
         defense_params=job.spec["defense"]["params"], attack=cell.attack_type,
         attack_params=cell.spec["attack"]["params"] if cell.attack_type else None, scenario=cell.scenario,
         eps=cell.eps, eps_rgb=eps_by.get("rgb"), eps_skeleton=eps_by.get("skeleton"), n=result.n,

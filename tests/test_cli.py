@@ -109,23 +109,43 @@ def test_bad_protocol_exits_2_with_file_and_key(tmp_path: Path, capsys: pytest.C
 
 
 def test_plugin_defense_from_outside_the_package(tmp_path: Path) -> None:
-    """A defense written against the public API in a temp dir runs through `robench run`."""
+    """A defense written against the public API in a temp dir runs through `robench run`.
+
+    It uses every hook AMR-like defenses need: it inserts a module between backbone stages
+    (prepare), trains on the protocol's training attack (ctx.adversarial) and reports a fact about
+    the trained model (summary), which lands in the results store.
+    """
     (tmp_path / "my_defense.py").write_text(textwrap.dedent('''
         from dataclasses import dataclass
         import torch
         import torch.nn.functional as F
+        from torch import nn
         from robench import Defense, LossOutput, register_defense
 
-        @register_defense("noisy_skeleton_cli_test")
+        class Gate(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.gain = nn.Parameter(torch.ones(()))
+            def forward(self, x):
+                return x * self.gain
+
+        @register_defense("gated_at_cli_test")
         @dataclass
-        class NoisySkeleton(Defense):
-            """Gaussian noise on the skeleton during training (test plugin)."""
-            sigma: float = 0.01  # metres
+        class GatedAT(Defense):
+            """Skeleton adversarial training with a learned gain after HCN conv5 (test plugin)."""
+            sigma: float = 0.01
+            uses_training_attack = True
+
+            def prepare(self, model):
+                model.backbones["skeleton"].insert("conv5", Gate())
 
             def loss(self, model, inputs, labels, ctx):
-                noisy = {**inputs, "skeleton": inputs["skeleton"] + self.sigma * torch.randn_like(inputs["skeleton"])}
-                logits = model(noisy)
+                adv = ctx.adversarial(model, inputs, labels, ["skeleton"])
+                logits = model(adv)
                 return LossOutput(F.cross_entropy(logits, labels), logits, {"sigma": self.sigma})
+
+            def summary(self, model):
+                return {"gain": float(model.backbones["skeleton"].taps["conv5"].gain.detach())}
     '''))
     protocol = tmp_path / "plugin.yaml"
     protocol.write_text(textwrap.dedent(f'''
@@ -133,16 +153,55 @@ def test_plugin_defense_from_outside_the_package(tmp_path: Path) -> None:
         name: plugin
         plugins: [my_defense.py]
         defenses:
-          noisy: {{type: noisy_skeleton_cli_test, label: Noisy skeleton, sigma: 0.02}}
+          gated: {{type: gated_at_cli_test, label: Gated AT, sigma: 0.02}}
         training: {{epochs: 1}}
         scenarios: [clean, S]
-        tables: [{{attack: pgd, rows: [noisy], columns: [clean, S], baseline: null}}]
+        tables: [{{attack: pgd, rows: [gated], columns: [clean, S], baseline: null}}]
     '''))
     store = tmp_path / "r.sqlite"
     assert run_cli("run", str(protocol), "--store", str(store), "--progress", "quiet") == 0
-    df = ResultsStore(store).dataframe()
-    noisy = df[df.defense == "noisy_skeleton_cli_test"]
-    assert len(noisy) == 2 and noisy.iloc[0]["defense_params"] == {"sigma": 0.02}
+    results = ResultsStore(store)
+    df = results.dataframe()
+    gated = df[df.defense == "gated_at_cli_test"]
+    assert len(gated) == 2 and gated.iloc[0]["defense_params"] == {"sigma": 0.02}
+    summary = results.models()[gated.iloc[0]["model_id"]]["summary"]
+    assert summary["gain"] != 1.0  # trained
+
+
+def test_paper_defenses_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """MinSim, ExFMem, MinSim+ExFMem and AMR train, store their summaries and are attacked end to end;
+    ExFMem reuses the undefended model and MinSim+ExFMem the MinSim model (trained once each)."""
+    protocol = tmp_path / "defenses.yaml"
+    protocol.write_text(textwrap.dedent(f'''
+        include: {TINY_PROTOCOL}
+        name: tiny-defenses
+        defenses:
+          minsim: {{type: minsim, label: MinSim}}
+          exfmem: {{type: exfmem, label: ExFMem, bank_size: 16, finetune_epochs: 1}}
+          minsim_exfmem: {{type: minsim_exfmem, label: MinSim+ExFMem, bank_size: 16, finetune_epochs: 1}}
+          amr: {{type: amr, label: AMR, count: 2}}
+        training: {{epochs: 1}}
+    '''))
+    store = tmp_path / "r.sqlite"
+    assert run_cli("run", str(protocol), "--store", str(store), "--dry-run") == 0
+    plan_text = capsys.readouterr().out
+    assert "6 model(s): 6 to train" in plan_text and "(from " in plan_text
+    assert run_cli("run", str(protocol), "--store", str(store), "--progress", "quiet") == 0
+    out = capsys.readouterr().out
+    assert "6 model(s) trained" in out and "24 cell(s) written" in out
+    results = ResultsStore(store)
+    models = results.models()
+    by_type = {m["spec"]["defense"]["type"]: m for m in models.values()}
+    assert by_type["exfmem"]["spec"]["base"] == next(k for k, m in models.items() if m["spec"]["defense"]["type"] == "none")
+    assert by_type["minsim_exfmem"]["spec"]["base"] == next(k for k, m in models.items()
+                                                           if m["spec"]["defense"]["type"] == "minsim")
+    banks = by_type["exfmem"]["summary"]["exfmem"]
+    assert banks["rgb"]["bank_size"] == 16 and banks["skeleton"]["mean_iterations"] >= 1
+    amr = by_type["amr"]["summary"]["amr"]
+    assert [a["rgb_stage"] for a in amr] == ["Mixed_5c", "Mixed_5b"] and len(amr[0]["channel_means_skeleton"]) > 0
+    assert by_type["amr"]["history"][0]["loss_aux"] > 0
+    assert run_cli("report", "--store", str(store)) == 0
+    assert "MinSim+ExFMem" in capsys.readouterr().out
 
 
 def _results(store: Path) -> dict[str, tuple[float, list[bool]]]:

@@ -12,8 +12,10 @@ stage name) so that the original stages keep their state-dict keys and pretraine
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Collection
 
+import torch
 from torch import Tensor, nn
 
 
@@ -70,11 +72,22 @@ class Backbone(nn.Module):
             )
         return list(reversed(self.feature_stages))[:count]
 
-    def stage_shapes(self, x: Tensor) -> dict[str, tuple[int, ...]]:
-        """Output shape (without batch) of every stage for input ``x`` (taps included)."""
+    def stage_shapes(self, x: Tensor | None = None) -> dict[str, tuple[int, ...]]:
+        """Output shape (without batch) of every stage for input ``x`` (default: the configured size).
+
+        Computed on a copy on PyTorch's ``meta`` device: shapes only, no arithmetic, so it is
+        instant even for the full-size I3D.
+        """
+        example = x if x is not None else self.example_input(1)
+        meta = copy.deepcopy(self).to("meta").eval()
         shapes: dict[str, tuple[int, ...]] = {}
-        self.forward(x, record=self.stage_names, shapes=shapes)
+        with torch.no_grad():
+            meta.forward(example.to("meta"), use_taps=False, shapes=shapes)
         return shapes
+
+    def example_input(self, batch: int = 1) -> Tensor:
+        """A zero input of the configured size."""
+        raise NotImplementedError
 
     def forward(
         self,

@@ -32,6 +32,7 @@ class TrainContext:
         train_set: the training split.
         batch_size: training batch size.
         epochs: epochs of the main training loop.
+        lr: the main loop's initial learning rate.
         attack: the training attack (``training.attack`` in the protocol).
         attack_eps: its nominal radius (scaled per modality by ``threat``).
         threat: the threat model's units and valid ranges.
@@ -49,6 +50,7 @@ class TrainContext:
     train_set: ClipDataset
     batch_size: int
     epochs: int
+    lr: float
     attack: Component
     attack_eps: float
     threat: ThreatConfig

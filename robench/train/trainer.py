@@ -51,7 +51,7 @@ def build_model(job: ModelJob) -> tuple[TwoStreamModel, Any]:
     seed_everything(derive_seed(job.seed, "init"))
     backbones = {m: BACKBONES.build(c.type, **c.params) for m, c in job.backbones.items()}
     model = TwoStreamModel(backbones, job.num_classes)
-    defense = DEFENSES.build(job.entry.defense.type, **job.entry.defense.params)
+    defense = DEFENSES.build(job.defense.type, **job.defense.params)
     defense.prepare(model)
     return model, defense
 
@@ -118,16 +118,27 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 
 def train_model(job: ModelJob, train_set: ClipDataset, device: torch.device, progress: Progress,
-                workdir: Path, name: str = "") -> TrainedModel:
-    """Train ``job``'s model on ``train_set``; resumes from ``workdir/partial.pt`` if present."""
+                workdir: Path, name: str = "", base: TrainedModel | None = None) -> TrainedModel:
+    """Train ``job``'s model on ``train_set``; resumes from ``workdir/partial.pt`` if present.
+
+    For a derived defense (``job.base``), ``base`` is the trained base model: its weights are
+    copied in, the main loop is skipped and only the defense's :meth:`finalize` runs.
+    """
     cfg = job.entry.training
     model, defense = build_model(job)
+    if (base is None) != (job.base is None):
+        raise RobenchError(f"model {job.id}: base model {'missing' if base is None else 'unexpected'}")
+    if base is not None:
+        missing, unexpected = model.load_state_dict(base.model.state_dict(), strict=False)
+        if unexpected:
+            raise RobenchError(f"model {job.id}: base model {job.base} has weights the derived model lacks: "
+                               f"{unexpected[:5]}")
     model.to(device)
     opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
     sched = make_scheduler(opt, cfg, cfg.epochs)
     name = name or f"{job.entry.label} [{job.id[:8]}]"
     ctx = TrainContext(
-        device=device, train_set=train_set, batch_size=cfg.batch_size, epochs=cfg.epochs, attack=cfg.attack,
+        device=device, train_set=train_set, batch_size=cfg.batch_size, epochs=cfg.epochs, lr=cfg.lr, attack=cfg.attack,
         attack_eps=cfg.attack_eps, threat=job.threat, attack_mode=cfg.attack_mode, seed=job.seed,
         modalities=model.modalities, log=progress.log,
     )
@@ -135,8 +146,11 @@ def train_model(job: ModelJob, train_set: ClipDataset, device: torch.device, pro
 
     history = ctx.history
     start_epoch, elapsed_before = 0, 0.0
+    if base is not None:  # the main training is the base model's
+        history.extend({**h, "phase": f"base {job.base[:8]}"} for h in base.history)
+        start_epoch = cfg.epochs
     partial = workdir / "partial.pt"
-    if partial.exists():
+    if partial.exists() and base is None:
         state = torch.load(partial, map_location=device, weights_only=False)
         if state.get("model_id") == job.id:
             model.load_state_dict(state["model"])
