@@ -35,7 +35,7 @@ PAPER_INCONSISTENT_AVG = {("ntu", "MinSim"): 28.94}
 
 @pytest.mark.parametrize("name, table", [("ntu", TABLE2_NTU), ("imigue", TABLE2_IMIGUE)])
 def test_avg_reproduces_table2(name, table) -> None:
-    for row, (clean, xr, xs, xrs, p_avg, p_ri) in table.items():
+    for row, (_, xr, xs, xrs, p_avg, _) in table.items():
         expected = PAPER_INCONSISTENT_AVG.get((name, row), p_avg)
         assert avg(xr, xs, xrs) == pytest.approx(expected, abs=0.005 + 1e-9), row  # two decimals
 

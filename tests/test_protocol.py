@@ -13,7 +13,6 @@ from conftest import TINY_PROTOCOL
 from robench.errors import ProtocolError
 from robench.plan import make_plan
 from robench.protocol import load_protocol, load_raw, validate
-from robench.protocol.load import RawProtocol
 
 
 def tiny_data() -> dict[str, Any]:
