@@ -245,6 +245,8 @@ class IterativeAttack(Attack):
         attacked = {m: inputs[m].detach() for m in self.modalities}
         fixed = {m: t for m, t in inputs.items() if m not in attacked}
         best = {m: t.clone() for m, t in attacked.items()}
+        if all(e == 0 for e in self.eps.values()):
+            return {**fixed, **best}  # the ball is one point: the clean input, no gradient needed
         if self.early_stop:
             return self._perturb_early_stop(model, attacked, fixed, labels, best, sample_seeds)
         return self._perturb_full(model, attacked, fixed, labels, best, sample_seeds)

@@ -2,10 +2,10 @@
 
 ::
 
-    robench run PROTOCOL [--set KEY=VALUE ...] [--store PATH] [--dry-run]   train, attack, store
+    robench run PROTOCOL... [--profile NAME] [--set KEY=VALUE ...] [--store PATH] [--dry-run]
     robench report [--format markdown|html|latex|csv] [--protocol NAME] [--out PATH]
     robench list defenses|attacks|datasets|backbones|protocols
-    robench validate PROTOCOL [--set KEY=VALUE ...]
+    robench validate PROTOCOL... [--profile NAME] [--set KEY=VALUE ...]
 
 The results store is ``--store``, else ``$ROBENCH_STORE``, else ``results/robench.sqlite``; trained
 models and generated data are cached under ``--cache``, else ``$ROBENCH_CACHE``, else a ``cache``
@@ -42,19 +42,20 @@ def _cache_dir(args: argparse.Namespace) -> Path:
     return Path(explicit) if explicit else _store_path(args).parent / "cache"
 
 
-def _load(args: argparse.Namespace):  # -> Protocol
+def _load_all(args: argparse.Namespace) -> list:  # -> list[Protocol]
     from robench.protocol import load_protocol
 
-    return load_protocol(args.protocol, args.set or [])
+    return [load_protocol(p, args.set or [], args.profile) for p in args.protocol]
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from robench.plan import make_plan
 
-    protocol = _load(args)
-    plan = make_plan(protocol)
-    out.print(f"[green]ok[/]: {protocol.path}: protocol '{protocol.name}' with {len(protocol.variants)} dataset(s), "
-              f"{len(plan.models)} model(s) to train, {len(plan.cells)} cell(s), {len(protocol.tables)} table(s)")
+    for protocol in _load_all(args):
+        plan = make_plan(protocol)
+        out.print(f"[green]ok[/]: {protocol.path}: protocol '{protocol.name}' with {len(protocol.variants)} dataset(s), "
+                  f"{len(plan.models)} model(s) to train, {len(plan.cells)} cell(s), {len(protocol.tables)} table(s), "
+                  f"{len(protocol.figures)} figure(s), {len(protocol.claims)} claim(s)")
     return 0
 
 
@@ -66,11 +67,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from robench.store import ResultsStore
     from robench.train.cache import ModelCache
 
-    protocol = _load(args)
+    protocols = _load_all(args)
     store = ResultsStore(_store_path(args))
     cache = ModelCache(_cache_dir(args))
     if args.dry_run:
-        _print_plan(plan_status(make_plan(protocol), store, cache), store)
+        _print_plans([plan_status(make_plan(p), store, cache) for p in protocols], store)
         return 0
     device = select_device(args.device)
     if args.threads:
@@ -78,52 +79,73 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     with Progress(args.progress) as progress:
-        progress.log(f"robench {__version__}: protocol '{protocol.name}' on {device}; store {store.path}")
         runner = Runner(store, cache, device, progress, _cache_dir(args) / "data")
-        summary = runner.run(protocol, args.set or [])
-    out.print(f"[green]done[/]: {summary.cells_written} cell(s) written, {summary.cells_skipped} already stored; "
-              f"{len(summary.models_trained)} model(s) trained, {len(summary.models_loaded)} loaded from cache; "
-              f"{summary.seconds:.1f}s. Render with: robench report --format markdown"
-              + (f" --store {args.store}" if args.store else ""))
+        for protocol in protocols:
+            progress.log(f"robench {__version__}: protocol '{protocol.name}' on {device}; store {store.path}")
+            summary = runner.run(protocol, args.set or [])
+            out.print(f"[green]done[/] {protocol.name}: {summary.cells_written} cell(s) written, {summary.cells_skipped} "
+                      f"already stored; {len(summary.models_trained)} model(s) trained, {len(summary.models_loaded)} loaded "
+                      f"from cache; {summary.seconds:.1f}s.")
+    out.print("Render with: robench report --format markdown" + (f" --store {args.store}" if args.store else ""))
     return 0
 
 
-def _print_plan(status, store) -> None:  # status: PlanStatus
-    plan = status.plan
-    table = Table(title=f"plan of '{plan.protocol.name}' (store {store.path})")
-    for col in ("dataset", "rows (defense ids)", "seed", "model id", "model", "cells stored", "cells to run"):
+def _print_plans(statuses: list, store) -> None:  # statuses: list[PlanStatus]
+    """The union of several plans: each model and cell once, with the protocols that need it."""
+    users: dict[str, list[str]] = {}
+    jobs: dict[str, object] = {}
+    cells: dict[str, object] = {}
+    needed: set[str] = set()
+    cached: set[str] = set()
+    stored: set[str] = set()
+    for st in statuses:
+        for mid, job in st.plan.models.items():
+            jobs.setdefault(mid, job)
+            users.setdefault(mid, []).append(st.plan.protocol.name)
+        cells.update(st.plan.cells)
+        needed |= {j.id for j in st.needed}
+        cached |= st.cached
+        stored |= st.stored
+    title = "plan of " + ", ".join(f"'{st.plan.protocol.name}'" for st in statuses) + f" (store {store.path})"
+    table = Table(title=title)
+    for col in ("dataset", "rows (defense ids)", "seed", "model id", "model", "cells stored", "cells to run", "protocols"):
         table.add_column(col)
-    needed = {j.id for j in status.needed}
-    for job in plan.models.values():
-        cells = plan.cells_of(job.id)
-        pending = status.pending_cells(job.id)
-        model_state = "cached" if job.id in status.cached else ("train" if job.id in needed else "not needed")
+    for mid, job in jobs.items():
+        mine = [c for c in cells.values() if c.model_id == mid]
+        pending = [c for c in mine if c.id not in stored]
+        state = "cached" if mid in cached else ("train" if mid in needed else "not needed")
         if job.base:
-            model_state += f" (from {job.base[:8]})"
+            state += f" (from {job.base[:8]})"
         table.add_row(job.variant, ", ".join(job.defense_ids) or f"({job.defense.type}: base model)", str(job.seed),
-                      job.id[:12], model_state, str(len(cells) - len(pending)), str(len(pending)))
+                      mid[:12], state, str(len(mine) - len(pending)), str(len(pending)), ", ".join(users[mid]))
     out.print(table)
-    out.print(f"{len(plan.models)} model(s): {len(status.to_train)} to train, "
-              f"{len([j for j in plan.models if j in status.cached])} cached; "
-              f"{len(plan.cells)} cell(s): {len(plan.cells) - len(status.to_evaluate)} in the store, "
-              f"{len(status.to_evaluate)} to evaluate")
+    total_models = sum(len(st.plan.models) for st in statuses)
+    total_cells = sum(len(st.plan.cells) for st in statuses)
+    out.print(f"{len(jobs)} model(s): {len([m for m in jobs if m in needed and m not in cached])} to train, "
+              f"{len([m for m in jobs if m in cached])} cached; "
+              f"{len(cells)} cell(s): {len([c for c in cells if c in stored])} in the store, "
+              f"{len([c for c in cells if c not in stored])} to evaluate")
+    if len(statuses) > 1:
+        out.print(f"shared work: the {len(statuses)} protocols list {total_models} models and {total_cells} cells; "
+                  f"{len(jobs)} models and {len(cells)} cells are distinct")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from robench.report.render import render
-    from robench.report.tables import build_tables
+    from robench.report.render import build_report, render
     from robench.store import ResultsStore
 
     path = _store_path(args)
     if not path.exists():
         raise RobenchError(f"results store {path} does not exist; run a protocol first (robench run ...)")
-    tables = build_tables(ResultsStore(path), args.protocol or None)
-    text = render(tables, args.format)
-    if args.out:
-        target = Path(args.out)
+    target = Path(args.out) if args.out else None
+    figure_dir = (target.parent if target else path.parent) / "figures"
+    report = build_report(ResultsStore(path), args.protocol or None, figure_dir)
+    text = render(report, args.format, target)
+    if target is not None:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
-        err.print(f"wrote {target}")
+        err.print(f"wrote {target}" + (f" and {2 * sum(len(p.figures) for p in report.protocols)} figure files in "
+                                       f"{figure_dir}" if any(p.figures for p in report.protocols) else ""))
     else:
         sys.stdout.write(text)
     return 0
@@ -168,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def protocol_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("protocol", help="protocol YAML file, or the name of a bundled protocol (robench list protocols)")
+        p.add_argument("protocol", nargs="+",
+                       help="protocol YAML file(s), or names of bundled protocols (robench list protocols)")
+        p.add_argument("--profile", help="apply the protocol's profile NAME, e.g. synthetic (CPU-sized stand-in data)")
         p.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override a protocol key, e.g. --set training.epochs=2 (repeatable)")
 
@@ -190,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     store_args(p)
     p.add_argument("--format", choices=("markdown", "html", "latex", "csv"), default="markdown")
     p.add_argument("--protocol", action="append", help="only this protocol (repeatable; default: all in the store)")
-    p.add_argument("--out", help="write to this file instead of standard output")
+    p.add_argument("--out", help="write to this file instead of standard output (figures go to figures/ beside it)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("list", help="list registered components or bundled protocols")

@@ -97,6 +97,8 @@ class Plan:
     index: dict[tuple[str, str, int, str | None, str, float], str]
     #: (variant, defense id, seed) -> model id
     model_index: dict[tuple[str, str, int], str]
+    #: variant -> the dataset provider's description (classes, clip counts, ...)
+    datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def cells_of(self, model_id: str) -> list[Cell]:
         return [c for c in self.cells.values() if c.model_id == model_id]
@@ -135,12 +137,15 @@ def make_plan(protocol: Protocol) -> Plan:
     cells: dict[str, Cell] = {}
     index: dict[tuple[str, str, int, str | None, str, float], str] = {}
     model_index: dict[tuple[str, str, int], str] = {}
+    datasets: dict[str, dict[str, Any]] = {}
     where = str(protocol.path)
     for variant in protocol.variants.values():
         provider = DATASETS.build(variant.dataset.type, **variant.dataset.params)
+        datasets[variant.id] = provider.describe()
         shapes = provider.input_shapes()
-        dataset_spec = {"name": variant.dataset.type,
-                        "params": full_params(DATASETS.get(variant.dataset.type), variant.dataset.params, ("cache_dir",))}
+        ds_cls = DATASETS.get(variant.dataset.type)
+        where_params = ("cache_dir", *getattr(ds_cls, "location_params", ()))  # where the data is, not what it is
+        dataset_spec = {"name": variant.dataset.type, "params": full_params(ds_cls, variant.dataset.params, where_params)}
         for entry in variant.defenses.values():
             backbones = _fill_input_sizes(variant, entry.model, shapes, where)
             for seed in protocol.seeds:
@@ -179,7 +184,7 @@ def make_plan(protocol: Protocol) -> Plan:
                 for key, cell in _cells_for(job.id, variant, backbones, seed):
                     cells.setdefault(cell.id, cell)
                     index[(variant.id, entry.id, seed, *key)] = cell.id
-    return Plan(protocol, models, cells, index, model_index)
+    return Plan(protocol, models, cells, index, model_index, datasets)
 
 
 def _cells_for(model_id: str, variant: Variant, backbones: dict[str, Component], seed: int

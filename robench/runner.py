@@ -8,6 +8,7 @@ the same results without duplicates.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ import torch
 
 from robench import __version__
 from robench.data.base import DatasetProvider
+from robench.errors import DataError
 from robench.evaluate import evaluate_cell
 from robench.plan import Cell, ModelJob, Plan, make_plan
 from robench.progress import Progress
@@ -75,23 +77,34 @@ def plan_status(plan: Plan, store: ResultsStore, cache: ModelCache) -> PlanStatu
     return PlanStatus(plan, store.existing(plan.cells), {m for m in plan.models if cache.has(m)})
 
 
+#: version of the report layout stored with each run; reports refuse older ones with a clear message
+LAYOUT_FORMAT = 2
+
+
 def report_layout(plan: Plan) -> dict[str, Any]:
-    """Everything a report needs to render the protocol's tables from the store alone."""
+    """Everything a report needs to render the protocol's tables, figures and claims from the store alone."""
     p = plan.protocol
     return {
+        "format": LAYOUT_FORMAT,
         "name": p.name,
         "description": p.description,
+        "profile": p.profile,
         "seeds": p.seeds,
         "variants": {
-            vid: {"label": v.label, "dataset": v.dataset.type,
+            vid: {"label": v.label, "dataset": v.dataset.type, "info": plan.datasets.get(vid, {}),
                   "defenses": {d: e.label for d, e in v.defenses.items()},
                   "defense_types": {d: e.defense.type for d, e in v.defenses.items()},
+                  "defense_params": {d: e.defense.params for d, e in v.defenses.items()},
+                  "modalities": {d: sorted(e.model) for d, e in v.defenses.items()},
                   "attacks": {a: e.label for a, e in v.attacks.items()},
+                  "attack_types": {a: e.attack.type for a, e in v.attacks.items()},
                   "attack_eps": {a: e.eps for a, e in v.attacks.items()},
                   "scenarios": v.scenarios}
             for vid, v in p.variants.items()
         },
-        "tables": [t.__dict__ for t in p.tables],
+        "tables": [dataclasses.asdict(t) for t in p.tables],
+        "figures": [dataclasses.asdict(f) for f in p.figures],
+        "claims": [dataclasses.asdict(c) for c in p.claims],
         "cells": [[*key, cid] for key, cid in plan.index.items()],
         "models": [[*key, mid] for key, mid in plan.model_index.items()],
     }
@@ -119,8 +132,17 @@ class Runner:
         summary = RunSummary(protocol.name, cells_skipped=len(status.stored))
         t0 = time.perf_counter()
         dev = device_name(self.device)
-        for variant in {j.variant for j in plan.models.values() if status.pending_cells(j.id)}:
-            self.provider(plan, variant).check_available()  # fail before any work
+        problems = []
+        for variant in [v for v in protocol.variants if v in {j.variant for j in status.needed}]:
+            try:
+                self.provider(plan, variant).check_available()  # fail before any work
+            except DataError as exc:
+                problems.append(f"dataset '{variant}': {exc}")
+        if problems:
+            profiles = protocol.data.get("profiles") or {}
+            hint = (f"\nTo run this protocol on the built-in synthetic data instead: robench run {protocol.path} "
+                    f"--profile {next(iter(profiles))}" if profiles else "")
+            raise DataError(f"protocol '{protocol.name}' cannot start:\n  " + "\n  ".join(problems) + hint)
         run_id = self.store.start_run(protocol.name, str(protocol.path), list(overrides), protocol.data,
                                       report_layout(plan), __version__, git_commit(), dev)
         outcome = "failed"

@@ -59,7 +59,7 @@ def test_dry_run_shows_plan_and_store_state(tiny_run: Path, capsys: pytest.Captu
     assert "8 cell(s): 2 in the store, 6 to evaluate" in out  # clean cells are shared, attacked ones change
 
 
-@pytest.mark.parametrize("fmt, marker", [("markdown", "| None |"), ("html", "<table>"), ("latex", r"\toprule"),
+@pytest.mark.parametrize("fmt, marker", [("markdown", "| None |"), ("html", "<table class=\"results\">"), ("latex", r"\toprule"),
                                          ("csv", "protocol,table,dataset")])
 def test_report_formats(tiny_run: Path, tmp_path: Path, fmt: str, marker: str) -> None:
     out = tmp_path / f"report.{fmt}"

@@ -1,7 +1,9 @@
-"""Datasets: the interface (:mod:`.base`) and the built-in providers (``synthetic``)."""
+"""Datasets: the interface (:mod:`.base`), the synthetic dataset and prepared real datasets (NTU, iMiGUE)."""
 
 from robench.data.base import ClipDataset, DatasetProvider, TensorClipDataset, iterate_batches, to_model_inputs
+from robench.data.imigue import IMiGUE
+from robench.data.ntu import NTU60, NTU120
 from robench.data.synthetic import SyntheticDataset
 
-__all__ = ["ClipDataset", "DatasetProvider", "SyntheticDataset", "TensorClipDataset", "iterate_batches",
+__all__ = ["ClipDataset", "DatasetProvider", "IMiGUE", "NTU60", "NTU120", "SyntheticDataset", "TensorClipDataset", "iterate_batches",
            "to_model_inputs"]

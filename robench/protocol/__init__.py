@@ -1,15 +1,15 @@
 """Protocols: YAML files that say what to train, attack and report (load -> validate -> Protocol)."""
 
+from robench.protocol.check import Component
+from robench.protocol.layout import CLAIMS, ClaimSpec, ColumnSpec, FigureSpec, RowSpec, TableSpec
 from robench.protocol.load import RawProtocol, bundled_protocols, load_raw
 from robench.protocol.schema import (
     COLUMNS,
     SCENARIOS,
     AttackEntry,
-    Component,
     DefenseEntry,
     EvaluationConfig,
     Protocol,
-    TableSpec,
     ThreatConfig,
     TrainingConfig,
     Variant,
@@ -18,6 +18,7 @@ from robench.protocol.schema import (
 )
 
 __all__ = [
+    "CLAIMS", "ClaimSpec", "ColumnSpec", "FigureSpec", "RowSpec",
     "COLUMNS", "SCENARIOS", "AttackEntry", "Component", "DefenseEntry", "EvaluationConfig", "Protocol",
     "RawProtocol", "TableSpec", "ThreatConfig", "TrainingConfig", "Variant", "bundled_protocols", "load_protocol",
     "load_raw", "validate",

@@ -33,11 +33,13 @@ class RawProtocol:
         data: the merged mapping.
         path: the file the user named.
         origins: for each key path set by some file, that file (or "--set").
+        profile: the profile applied (``profiles.<profile>`` merged over the protocol), if any.
     """
 
     data: dict[str, Any]
     path: Path
     origins: dict[KeyPath, str] = field(default_factory=dict)
+    profile: str | None = None
 
     def file_of(self, key: KeyPath) -> str:
         """The file that set ``key`` (or its closest set ancestor)."""
@@ -95,10 +97,23 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+#: keys naming a component; an override that changes one replaces the component's parameters
+IDENTITY_KEYS = ("name", "type", "backbone")
+#: keys of a component entry that are settings of the protocol, not parameters of the component
+ENTRY_KEYS = ("label", "overrides", "training", "model", "eps")
+
+
 def merge(base: dict[str, Any], over: dict[str, Any], origins: dict[KeyPath, str], source: str,
           prefix: KeyPath = ()) -> dict[str, Any]:
-    """Deep-merge ``over`` into a copy of ``base``; record ``source`` for every key ``over`` sets."""
+    """Deep-merge ``over`` into a copy of ``base``; record ``source`` for every key ``over`` sets.
+
+    Mappings merge key by key, anything else is replaced. Below the top level, a mapping whose
+    ``name``, ``type`` or ``backbone`` the override changes describes another component: its old
+    parameters are dropped (its ``label``, ``overrides``, ``training``, ``model`` and ``eps`` stay).
+    """
     out = copy.deepcopy(base)
+    if prefix and any(k in over and k in out and over[k] != out[k] for k in IDENTITY_KEYS):
+        out = {k: v for k, v in out.items() if k in ENTRY_KEYS}
     for k, v in over.items():
         key = (*prefix, str(k))
         if isinstance(v, dict) and isinstance(out.get(k), dict):
@@ -153,6 +168,9 @@ def apply_override(data: dict[str, Any], key: KeyPath, value: Any, origins: dict
     """Set ``data[key...] = value`` creating intermediate mappings; record the origin ``--set``."""
     node = data
     for i, part in enumerate(key[:-1]):
+        if part in node and node[part] is None:
+            raise ProtocolError("--set", ".".join(key[: i + 1]), None,
+                                "a mapping to set a sub-key in (this protocol sets it to null: it is left out)")
         nxt = node.get(part)
         if nxt is None:
             nxt = node[part] = {}
@@ -163,12 +181,47 @@ def apply_override(data: dict[str, Any], key: KeyPath, value: Any, origins: dict
     _mark(value, key, origins, "--set")
 
 
-def load_raw(name: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RawProtocol:
-    """Read a protocol (path or bundled name) with its includes and ``--set`` overrides applied."""
+def apply_profile(data: dict[str, Any], profile: str, path: Path, origins: dict[KeyPath, str]) -> dict[str, Any]:
+    """Merge the protocol's ``profiles.<profile>`` over it and rename it ``<name>@<profile>``.
+
+    A profile swaps data, backbone sizes and budgets; it may not change the protocol's name, its
+    tables, scenarios or seeds, or add and remove defenses and attacks (the table stays the table).
+    """
+    profiles = data.get("profiles") or {}
+    if not isinstance(profiles, dict) or profile not in profiles:
+        raise ProtocolError(str(path), "profiles", profile,
+                            "a profile this protocol defines: " + (", ".join(profiles) if isinstance(profiles, dict)
+                                                                   and profiles else "(none defined)"))
+    over = profiles[profile]
+    if not isinstance(over, dict):
+        raise ProtocolError(origins.get(("profiles", profile), str(path)), f"profiles.{profile}", over,
+                            "a mapping of protocol keys to override")
+    for k in over:
+        if k in ("name", "include", "profiles", "tables", "scenarios", "seeds", "plugins", "claims", "figures"):
+            raise ProtocolError(origins.get(("profiles", profile, k), str(path)), f"profiles.{profile}.{k}", k,
+                                "keys other than name, tables, scenarios, seeds, plugins, claims and figures "
+                                "(a profile keeps the tables and swaps data, sizes and budgets)")
+    for section in ("defenses", "attacks"):
+        extra = set(over.get(section) or {}) - set(data.get(section) or {})
+        if extra:
+            raise ProtocolError(origins.get(("profiles", profile, section), str(path)), f"profiles.{profile}.{section}",
+                                sorted(extra), f"ids the protocol already defines under {section}")
+    merged = merge({k: v for k, v in data.items() if k != "profiles"}, over, {}, "")
+    for vid, entry in (data.get("datasets") or {}).items():  # a dataset the protocol left out stays out
+        if entry is None and isinstance(merged.get("datasets"), dict):
+            merged["datasets"][vid] = None
+    merged["name"] = f"{data.get('name')}@{profile}"
+    return merged
+
+
+def load_raw(name: str | Path, overrides: list[str] | tuple[str, ...] = (), profile: str | None = None) -> RawProtocol:
+    """Read a protocol (path or bundled name) with its includes, a profile and ``--set`` overrides applied."""
     path = resolve_protocol_path(name)
     origins: dict[KeyPath, str] = {}
     data = _load(path, (), origins)
+    if profile:
+        data = apply_profile(data, profile, path, origins)
     for text in overrides:
         key, value = parse_override(text)
         apply_override(data, key, value, origins)
-    return RawProtocol(data, path, origins)
+    return RawProtocol(data, path, origins, profile)

@@ -13,7 +13,12 @@ Top-level keys (see ``protocols/quickstart.yaml`` for a commented example):
     training seeds; every model and cell is run once per seed.
 ``dataset`` or ``datasets``
     one dataset (``{name: synthetic, ...params}``) or several by id, each with optional
-    ``overrides:`` merged over the rest of the protocol for that dataset (e.g. epochs, AMR count).
+    ``overrides:`` merged over the rest of the protocol for that dataset (e.g. epochs, AMR count);
+    ``null`` leaves out a dataset an included protocol defines.
+``profiles``
+    named sets of overrides chosen with ``--profile NAME`` (``synthetic``: CPU-sized stand-ins).
+``figures``, ``claims``
+    the figures to draw and the paper's claims to check (see :mod:`robench.protocol.layout`).
 ``model``
     ``{rgb: {backbone: i3d, ...params}, skeleton: {backbone: hcn, ...params}}``; ``null`` drops a branch.
 ``training``
@@ -33,32 +38,27 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from robench.errors import ProtocolError, UnknownNameError
-from robench.params import check_params, coerce, parse_number, type_name, _Mismatch
+from robench.errors import UnknownNameError
+from robench.params import check_params
+from robench.protocol.check import Checker, Component, instantiate
+from robench.protocol import layout
+from robench.protocol.layout import STANDARD_COLUMNS, ClaimSpec, FigureSpec, TableSpec
 from robench.protocol.load import KeyPath, RawProtocol, merge
 from robench.registry import ATTACKS, BACKBONES, DATASETS, DEFENSES, Registry, load_builtins, load_plugin_file
 
 #: scenario name -> attacked modalities (paper: clean, XR, XS, XRS)
 SCENARIOS: dict[str, tuple[str, ...]] = {"clean": (), "R": ("rgb",), "S": ("skeleton",), "RS": ("rgb", "skeleton")}
-#: table columns: scenario accuracies, Avg = (R + S + RS) / 3 and RI (paper Eq. 13-14)
-COLUMNS: tuple[str, ...] = ("clean", "R", "S", "RS", "Avg", "RI")
+#: standard table columns: scenario accuracies, Avg = (R + S + RS) / 3 and RI (paper Eq. 13-14)
+COLUMNS: tuple[str, ...] = STANDARD_COLUMNS
 
 TOP_LEVEL = ("name", "description", "version", "plugins", "seeds", "dataset", "datasets", "model", "training",
-             "threat", "defenses", "attacks", "scenarios", "eps", "evaluation", "tables")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")
-
-
-@dataclass(frozen=True)
-class Component:
-    """A registered component and its (validated, coerced) protocol parameters."""
-
-    type: str
-    params: dict[str, Any]
+             "threat", "defenses", "attacks", "scenarios", "eps", "evaluation", "tables", "figures", "claims", "profiles")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/@]*$")
 
 
 @dataclass
@@ -188,20 +188,6 @@ class Variant:
 
 
 @dataclass
-class TableSpec:
-    """A table in the paper's layout: rows = defenses, columns = scenarios + Avg + RI."""
-
-    id: str
-    title: str
-    attack: str
-    eps: float
-    rows: list[str]
-    columns: list[str]
-    baseline: str | None
-    datasets: list[str]
-
-
-@dataclass
 class Protocol:
     """A validated protocol."""
 
@@ -213,87 +199,17 @@ class Protocol:
     plugins: list[Path]
     variants: dict[str, Variant]
     tables: list[TableSpec]
+    figures: list[FigureSpec]
+    claims: list[ClaimSpec]
     data: dict[str, Any]  # the merged mapping (stored with results)
+    profile: str | None = None
 
 
 # -- helpers ---------------------------------------------------------------------------------------
 
-class _Checker:
-    """Key-path aware validation helpers for one protocol (or one dataset variant of it)."""
-
-    def __init__(self, raw: RawProtocol, variant: str | None = None) -> None:
-        self.raw, self.variant = raw, variant
-
-    def where(self, path: KeyPath) -> tuple[str | None, str]:
-        """(file, displayed key) for a key path, following per-dataset overrides to their source."""
-        if self.variant is not None:
-            opath = ("datasets", self.variant, "overrides", *path)
-            if any(opath[:i] in self.raw.origins for i in range(len(opath), 3, -1)):
-                return self.raw.file_of(opath), ".".join(opath)
-        return self.raw.file_of(path), ".".join(path)
-
-    def fail(self, path: KeyPath, found: Any, allowed: str, hint: str = "") -> ProtocolError:
-        return ProtocolError(*self.where(path), found, allowed, hint)
-
-    def mapping(self, value: Any, path: KeyPath, allowed: str = "a mapping") -> dict[str, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise self.fail(path, value, allowed)
-        return value
-
-    def keys(self, value: dict[str, Any], path: KeyPath, allowed: tuple[str, ...]) -> None:
-        import difflib
-
-        for k in value:
-            if k not in allowed:
-                close = difflib.get_close_matches(str(k), allowed, n=1)
-                raise self.fail((*path, str(k)), k, "keys " + ", ".join(allowed),
-                                f"did you mean '{close[0]}'?" if close else "")
-
-    def typed(self, value: Any, ann: Any, path: KeyPath) -> Any:
-        try:
-            return coerce(value, ann)
-        except _Mismatch:
-            raise self.fail(path, value, type_name(ann)) from None
-
-    def number(self, value: Any, path: KeyPath, minimum: float | None = None) -> float:
-        try:
-            x = parse_number(value)
-        except ValueError:
-            raise self.fail(path, value, "a number or a fraction like 8/255") from None
-        if minimum is not None and x < minimum:
-            raise self.fail(path, value, f"a number >= {minimum}")
-        return x
-
-    def lookup(self, registry: Registry[Any], name: Any, path: KeyPath) -> Any:
-        if not isinstance(name, str):
-            raise self.fail(path, name, f"the name of a registered {registry.kind}: {', '.join(registry.names())}")
-        try:
-            return registry.get(name)
-        except UnknownNameError as exc:
-            raise self.fail(path, name, f"a registered {registry.kind}: {', '.join(registry.names())}",
-                            str(exc).rpartition("; ")[2] if "did you mean" in str(exc) else "") from None
-
-    def component(self, registry: Registry[Any], type_name_: Any, params: dict[str, Any], path: KeyPath,
-                  type_key: str, exclude: tuple[str, ...] = ()) -> tuple[Any, Component]:
-        cls = self.lookup(registry, type_name_, (*path, type_key))
-        checked = check_params(cls, params, kind=f"{registry.kind} '{type_name_}'",
-                               where=lambda n: self.where((*path, n)), exclude=exclude)
-        return cls, Component(str(type_name_), checked)
-
-
-def _instantiate(checker: _Checker, path: KeyPath, make: Callable[[], Any]) -> Any:
-    """Build a component to run its own checks; turn its ValueError/TypeError into a ProtocolError."""
-    try:
-        return make()
-    except (ValueError, TypeError) as exc:
-        raise checker.fail(path, "(parameters)", f"values the component accepts: {exc}") from None
-
-
 # -- sections --------------------------------------------------------------------------------------
 
-def _training(c: _Checker, value: Any, path: KeyPath) -> TrainingConfig:
+def _training(c: Checker, value: Any, path: KeyPath) -> TrainingConfig:
     data = dict(c.mapping(value, path))
     attack_raw = c.mapping(data.pop("attack", None), (*path, "attack"))
     params = check_params(TrainingConfig, data, kind="training", where=lambda n: c.where((*path, n)),
@@ -314,7 +230,7 @@ def _training(c: _Checker, value: Any, path: KeyPath) -> TrainingConfig:
         eps = c.number(a.pop("eps", cfg.attack_eps), (*apath, "eps"), minimum=0.0)
         base = cfg.attack.params if atype == cfg.attack.type else {}
         cls, comp = c.component(ATTACKS, atype, {**base, **a}, apath, "type", exclude=tuple(cls_harness(ATTACKS, atype)))
-        _instantiate(c, apath, lambda: cls(modalities=["rgb"], eps=0.0, **comp.params))
+        instantiate(c, apath, lambda: cls(modalities=["rgb"], eps=0.0, **comp.params))
         cfg.attack, cfg.attack_eps = comp, eps
     return cfg
 
@@ -326,7 +242,7 @@ def cls_harness(registry: Registry[Any], name: str) -> tuple[str, ...]:
         return ()
 
 
-def _model(c: _Checker, value: Any, path: KeyPath) -> dict[str, Component]:
+def _model(c: Checker, value: Any, path: KeyPath) -> dict[str, Component]:
     data = c.mapping(value, path, "a mapping with keys rgb and/or skeleton")
     c.keys(data, path, ("rgb", "skeleton"))
     out: dict[str, Component] = {}
@@ -346,7 +262,7 @@ def _model(c: _Checker, value: Any, path: KeyPath) -> dict[str, Component]:
     return out
 
 
-def _threat(c: _Checker, value: Any, path: KeyPath) -> ThreatConfig:
+def _threat(c: Checker, value: Any, path: KeyPath) -> ThreatConfig:
     data = c.mapping(value, path)
     c.keys(data, path, ("rgb", "skeleton"))
     base = ThreatConfig()
@@ -368,7 +284,7 @@ def _threat(c: _Checker, value: Any, path: KeyPath) -> ThreatConfig:
     return ThreatConfig(scale, bounds)
 
 
-def _eps_list(c: _Checker, value: Any, path: KeyPath) -> list[float]:
+def _eps_list(c: Checker, value: Any, path: KeyPath) -> list[float]:
     if not isinstance(value, list) or not value:
         value = [value] if isinstance(value, (int, float, str)) else value
     if not isinstance(value, list) or not value:
@@ -376,7 +292,7 @@ def _eps_list(c: _Checker, value: Any, path: KeyPath) -> list[float]:
     return [c.number(v, (*path, str(i)), minimum=0.0) for i, v in enumerate(value)]
 
 
-def _defenses(c: _Checker, value: Any, path: KeyPath, model: dict[str, Component], training_raw: Any,
+def _defenses(c: Checker, value: Any, path: KeyPath, model: dict[str, Component], training_raw: Any,
               model_raw: Any) -> dict[str, DefenseEntry]:
     data = c.mapping(value, path, "a mapping of defense id -> {type, label, ...parameters}")
     if not data:
@@ -392,7 +308,7 @@ def _defenses(c: _Checker, value: Any, path: KeyPath, model: dict[str, Component
         t_over = c.mapping(spec.pop("training", None), (*dpath, "training"))
         m_over = c.mapping(spec.pop("model", None), (*dpath, "model"))
         cls, comp = c.component(DEFENSES, dtype, spec, dpath, "type")
-        _instantiate(c, dpath, lambda: cls(**comp.params))
+        instantiate(c, dpath, lambda: cls(**comp.params))
         training = _training(c, merge(c.mapping(training_raw, ("training",)), t_over, {}, ""), ("training",)) \
             if t_over else _training(c, training_raw, ("training",))
         if m_over:
@@ -403,7 +319,7 @@ def _defenses(c: _Checker, value: Any, path: KeyPath, model: dict[str, Component
     return out
 
 
-def _attacks(c: _Checker, value: Any, path: KeyPath, default_eps: list[float]) -> dict[str, AttackEntry]:
+def _attacks(c: Checker, value: Any, path: KeyPath, default_eps: list[float]) -> dict[str, AttackEntry]:
     data = c.mapping(value, path, "a mapping of attack id -> {type, label, ...parameters}")
     out: dict[str, AttackEntry] = {}
     for aid, spec in data.items():
@@ -413,12 +329,12 @@ def _attacks(c: _Checker, value: Any, path: KeyPath, default_eps: list[float]) -
         label = str(spec.pop("label", aid))
         eps = _eps_list(c, spec.pop("eps"), (*apath, "eps")) if "eps" in spec else list(default_eps)
         cls, comp = c.component(ATTACKS, atype, spec, apath, "type", exclude=cls_harness(ATTACKS, str(atype)))
-        _instantiate(c, apath, lambda: cls(modalities=["rgb"], eps=0.0, **comp.params))
+        instantiate(c, apath, lambda: cls(modalities=["rgb"], eps=0.0, **comp.params))
         out[str(aid)] = AttackEntry(str(aid), label, comp, eps)
     return out
 
 
-def _scenarios(c: _Checker, value: Any, path: KeyPath) -> list[str]:
+def _scenarios(c: Checker, value: Any, path: KeyPath) -> list[str]:
     allowed = "a list drawn from " + ", ".join(SCENARIOS)
     if not isinstance(value, list) or not value:
         raise c.fail(path, value, allowed)
@@ -428,7 +344,7 @@ def _scenarios(c: _Checker, value: Any, path: KeyPath) -> list[str]:
     return [s for s in SCENARIOS if s in value]
 
 
-def _evaluation(c: _Checker, value: Any, path: KeyPath) -> EvaluationConfig:
+def _evaluation(c: Checker, value: Any, path: KeyPath) -> EvaluationConfig:
     data = c.mapping(value, path)
     params = check_params(EvaluationConfig, data, kind="evaluation", where=lambda n: c.where((*path, n)))
     cfg = EvaluationConfig(**params)
@@ -439,17 +355,17 @@ def _evaluation(c: _Checker, value: Any, path: KeyPath) -> EvaluationConfig:
     return cfg
 
 
-def _dataset(c: _Checker, value: Any, path: KeyPath) -> Component:
+def _dataset(c: Checker, value: Any, path: KeyPath) -> Component:
     spec = dict(c.mapping(value, path, "{name: DATASET, ...parameters}"))
     if "name" not in spec:
         raise c.fail((*path, "name"), "(missing)", "a registered dataset: " + ", ".join(DATASETS.names()))
     name = spec.pop("name")
     cls, comp = c.component(DATASETS, name, spec, path, "name", exclude=("cache_dir",))
-    _instantiate(c, path, lambda: cls(**comp.params))
+    instantiate(c, path, lambda: cls(**comp.params))
     return comp
 
 
-def _variant(c: _Checker, vid: str, label: str, dataset: Component, data: dict[str, Any]) -> Variant:
+def _variant(c: Checker, vid: str, label: str, dataset: Component, data: dict[str, Any]) -> Variant:
     training_raw = data.get("training")
     _training(c, training_raw, ("training",))  # report errors in the shared section once, at its own path
     if "model" not in data:
@@ -468,60 +384,15 @@ def _variant(c: _Checker, vid: str, label: str, dataset: Component, data: dict[s
     )
 
 
-def _tables(c: _Checker, value: Any, variants: dict[str, Variant]) -> list[TableSpec]:
-    first = next(iter(variants.values()))
-    if value is None:  # default: one table per attack at its first eps
-        baseline = next((d for d, e in first.defenses.items() if e.defense.type == "none"), None)
-        return [TableSpec(a, f"{e.label}, eps {e.eps[0]:.4g}", a, e.eps[0], list(first.defenses), list(COLUMNS),
-                          baseline, list(variants)) for a, e in first.attacks.items()]
-    if not isinstance(value, list):
-        raise c.fail(("tables",), value, "a list of tables")
-    out = []
-    allowed = ("id", "title", "attack", "eps", "rows", "columns", "baseline", "datasets")
-    for i, t in enumerate(value):
-        path = ("tables", str(i))
-        t = c.mapping(t, path)
-        c.keys(t, path, allowed)
-        tid = str(t.get("id", f"table{i + 1}"))
-        attack = t.get("attack")
-        if attack not in first.attacks:
-            raise c.fail((*path, "attack"), attack, "an attack id of this protocol: " + ", ".join(first.attacks))
-        eps = c.number(t["eps"], (*path, "eps")) if "eps" in t else first.attacks[attack].eps[0]
-        for v in variants.values():
-            if not any(abs(eps - e) < 1e-12 for e in v.attacks[attack].eps):
-                raise c.fail((*path, "eps"), t.get("eps", eps), f"one of the eps values attack '{attack}' runs at "
-                             f"on dataset '{v.id}': {v.attacks[attack].eps}")
-        rows = c.typed(t.get("rows", list(first.defenses)), list[str], (*path, "rows"))
-        for j, r in enumerate(rows):
-            if r not in first.defenses:
-                raise c.fail((*path, "rows", str(j)), r, "a defense id of this protocol: " + ", ".join(first.defenses))
-        columns = c.typed(t.get("columns", list(COLUMNS)), list[str], (*path, "columns"))
-        for j, col in enumerate(columns):
-            if col not in COLUMNS:
-                raise c.fail((*path, "columns", str(j)), col, "columns from " + ", ".join(COLUMNS))
-        default_base = next((r for r in rows if first.defenses[r].defense.type == "none"), None)
-        baseline = t.get("baseline", default_base)
-        if baseline is not None and baseline not in first.defenses:
-            raise c.fail((*path, "baseline"), baseline, "a defense id (the RI reference row) or null")
-        if "RI" in columns and baseline is None:
-            raise c.fail((*path, "baseline"), None, "a defense id: column RI needs a reference row")
-        datasets = c.typed(t.get("datasets", list(variants)), list[str], (*path, "datasets"))
-        for j, d in enumerate(datasets):
-            if d not in variants:
-                raise c.fail((*path, "datasets", str(j)), d, "a dataset id of this protocol: " + ", ".join(variants))
-        out.append(TableSpec(tid, str(t.get("title", tid)), attack, eps, rows, columns, baseline, datasets))
-    return out
-
-
 def validate(raw: RawProtocol) -> Protocol:
     """Check a merged protocol and return it typed; raises :class:`ProtocolError` on the first problem."""
     load_builtins()
-    c = _Checker(raw)
+    c = Checker(raw)
     data = raw.data
     c.keys(data, (), TOP_LEVEL)
     name = data.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
-        raise c.fail(("name",), name, "a name of letters, digits, '_', '-', '.', '/'")
+        raise c.fail(("name",), name, "a name of letters, digits, '_', '-', '.', '/', '@'")
     plugins = []
     for i, p in enumerate(c.typed(data.get("plugins", []), list[str], ("plugins",))):
         src = Path(raw.file_of(("plugins", str(i))) if ("plugins",) in raw.origins else raw.path)
@@ -544,6 +415,7 @@ def validate(raw: RawProtocol) -> Protocol:
         variants[ds.type] = _variant(c, ds.type, ds.type, ds, shared)
     else:
         entries = c.mapping(data["datasets"], ("datasets",), "a mapping of dataset id -> {name, ...parameters, overrides}")
+        entries = {k: v for k, v in entries.items() if v is not None}  # null leaves an included dataset out
         if not entries:
             raise c.fail(("datasets",), entries, "at least one dataset")
         for vid, spec in entries.items():
@@ -553,26 +425,35 @@ def validate(raw: RawProtocol) -> Protocol:
             label = str(spec.pop("label", vid))
             spec.setdefault("name", vid)
             ds = _dataset(c, spec, vpath)
-            vc = _Checker(raw, str(vid))
+            vc = Checker(raw, str(vid))
             for k in overrides:
-                if k not in TOP_LEVEL or k in ("name", "dataset", "datasets", "plugins", "seeds", "tables"):
+                if k not in TOP_LEVEL or k in ("name", "dataset", "datasets", "plugins", "seeds", "tables", "figures",
+                                               "claims", "profiles"):
                     raise c.fail((*vpath, "overrides", str(k)), k, "protocol keys other than name, dataset(s), "
-                                 "plugins, seeds and tables")
+                                 "plugins, seeds, tables, figures, claims and profiles")
+            for section in ("defenses", "attacks"):
+                extra = set(c.mapping(overrides.get(section), (*vpath, "overrides", section))) - set(
+                    c.mapping(shared.get(section), (section,)))
+                if extra:
+                    raise c.fail((*vpath, "overrides", section, sorted(extra)[0]), sorted(extra)[0],
+                                 f"ids the protocol defines under {section} (overrides change parameters, not rows)")
             variants[str(vid)] = _variant(vc, str(vid), label, ds, merge(shared, overrides, {}, ""))
     first = next(iter(variants.values()))
     for v in variants.values():
         if list(v.defenses) != list(first.defenses) or list(v.attacks) != list(first.attacks):
             raise c.fail(("datasets", v.id, "overrides"), "(different ids)",
                          "the same defense and attack ids for every dataset (override their parameters, not the ids)")
+    table_specs = layout.tables(c, data.get("tables"), variants)
     return Protocol(
         name=name, description=str(data.get("description", "")), version=c.typed(data.get("version", 1), int, ("version",)),
-        path=raw.path, seeds=seeds, plugins=plugins, variants=variants, tables=_tables(c, data.get("tables"), variants),
-        data=data,
+        path=raw.path, seeds=seeds, plugins=plugins, variants=variants, tables=table_specs,
+        figures=layout.figures(c, data.get("figures"), variants), claims=layout.claims(c, data.get("claims"), table_specs),
+        data=data, profile=raw.profile,
     )
 
 
-def load_protocol(name: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Protocol:
-    """Read and validate a protocol file (path or bundled name) with ``--set`` overrides."""
+def load_protocol(name: str | Path, overrides: list[str] | tuple[str, ...] = (), profile: str | None = None) -> Protocol:
+    """Read and validate a protocol file (path or bundled name) with a profile and ``--set`` overrides."""
     from robench.protocol.load import load_raw
 
-    return validate(load_raw(name, overrides))
+    return validate(load_raw(name, overrides, profile))

@@ -1,36 +1,96 @@
-"""Rendering tables with Jinja2 templates: markdown, HTML, LaTeX and CSV.
+"""Building a report from the store and rendering it with Jinja2: markdown, HTML, LaTeX and CSV.
 
-Accuracies are printed in percent with two decimals; the best value of each column within a
-dataset block is bold (``**x**``, ``<b>``, ``\\textbf``). HTML and CSV also carry each accuracy's
-95% Wilson confidence interval and the number of evaluated clips.
+Accuracies are printed in percent with two decimals (AMR weights with four); the best value of
+each column within a dataset block is bold (``**x**``, ``<b>``, ``\\textbf``). Where a protocol
+carries the paper's printed values, each entry shows the paper's value and the difference. HTML
+and CSV also carry each accuracy's 95% Wilson interval and the number of evaluated clips. Figures
+are written as PNG and SVG files; the HTML page embeds them, so it is one self-contained file.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import os
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from robench import __version__
-from robench.report.tables import Table, Value
+from robench.report.claims import ClaimResult, check_claims
+from robench.report.figures import Figure, build_figures
+from robench.report.tables import Table, Value, build_table, select_runs
+from robench.store import ResultsStore
 
 FORMATS = ("markdown", "html", "latex", "csv")
 _TEMPLATES = {"markdown": "report.md.j2", "html": "report.html.j2", "latex": "report.tex.j2", "csv": "report.csv.j2"}
 
 
+@dataclass
+class ProtocolReport:
+    """Everything rendered for one protocol run."""
+
+    name: str
+    description: str
+    profile: str | None
+    tables: list[Table]
+    figures: list[Figure] = field(default_factory=list)
+    claims: list[ClaimResult] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    protocols: list[ProtocolReport]
+    store: str
+    figure_dir: Path | None = None
+
+    @property
+    def tables(self) -> list[Table]:
+        return [t for p in self.protocols for t in p.tables]
+
+    @property
+    def claims(self) -> list[ClaimResult]:
+        return [c for p in self.protocols for c in p.claims]
+
+
+def build_report(store: ResultsStore, protocols: list[str] | None = None, figure_dir: Path | None = None) -> Report:
+    """Tables, figures (written to ``figure_dir`` if given) and claims of the latest run of each protocol."""
+    runs = select_runs(store, protocols)
+    models = store.models()
+    out = []
+    for run in runs.values():  # in the order the protocols were first run
+        layout = run["layout"]
+        cells = store.cells({k[6] for k in layout["cells"]})
+        tables = [build_table(layout, spec, cells, models) for spec in layout["tables"]]
+        figures = build_figures(layout, cells, models, figure_dir) if figure_dir is not None else []
+        out.append(ProtocolReport(layout["name"], layout.get("description", ""), layout.get("profile"), tables, figures,
+                                  check_claims(layout, tables)))
+    return Report(out, str(store.path), figure_dir)
+
+
+# -- filters ---------------------------------------------------------------------------------------
+
 def fmt(v: Value | None, digits: int = 2) -> str:
-    """A value in percent with ``digits`` decimals, or an en dash when missing."""
+    """A value with ``digits`` decimals, or an en dash when missing."""
     if v is None or v.value is None:
         return "–"
     return f"{v.value:.{digits}f}"
 
 
+def fmt_paper(v: Value | None, digits: int = 2) -> str:
+    return "–" if v is None or v.paper is None else f"{v.paper:.{digits}f}"
+
+
+def fmt_diff(v: Value | None, digits: int = 2) -> str:
+    return "–" if v is None or v.diff is None else f"{v.diff:+.{digits}f}"
+
+
 def latex_escape(text: str) -> str:
     repl = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-            "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+            "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "✓": r"\checkmark{}", "✗": r"$\times$"}
     return "".join(repl.get(ch, ch) for ch in str(text))
 
 
@@ -44,20 +104,22 @@ def md_escape(text: str) -> str:
     return str(text).replace("|", "\\|")
 
 
-def _env() -> Environment:
+def _env(autoescape: bool) -> Environment:
     env = Environment(loader=PackageLoader("robench.report", "templates"), undefined=StrictUndefined,
-                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
-    env.filters.update(fmt=fmt, tex=latex_escape, csv_row=csv_row, md=md_escape)
+                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=autoescape)
+    env.filters.update(fmt=fmt, paper=fmt_paper, diff=fmt_diff, tex=latex_escape, csv_row=csv_row, md=md_escape)
     return env
 
 
-def render(tables: list[Table], fmt_name: str, extra: dict[str, Any] | None = None) -> str:
-    """Render ``tables`` in one of :data:`FORMATS`."""
+def render(report: Report, fmt_name: str, out_path: Path | None = None) -> str:
+    """Render ``report`` in one of :data:`FORMATS`; figure links are relative to ``out_path``'s folder."""
     if fmt_name not in _TEMPLATES:
         raise ValueError(f"unknown format {fmt_name!r}; choose from {', '.join(FORMATS)}")
-    env = _env()
-    if fmt_name == "html":
-        env.autoescape = True
-    template = env.get_template(_TEMPLATES[fmt_name])
-    return template.render(tables=tables, version=__version__,
-                           generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), **(extra or {}))
+    base = (out_path.parent if out_path is not None else Path.cwd()).resolve()
+
+    def link(path: Path) -> str:
+        return Path(os.path.relpath(path.resolve(), base)).as_posix()
+
+    template = _env(fmt_name == "html").get_template(_TEMPLATES[fmt_name])
+    return template.render(report=report, version=__version__, link=link,
+                           generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))

@@ -1,0 +1,194 @@
+"""Prepared datasets: real RGB+skeleton data decoded once into memory-mapped arrays.
+
+``robench prepare`` (see :mod:`robench.data.prepare`) writes a folder in this format; the
+``ntu60``, ``ntu120`` and ``imigue`` datasets (and ``manifest``, for any other dataset) read it.
+Training and attacks then never decode video: a batch is a few slices of memory-mapped files, and
+memory stays flat whatever the dataset's size.
+
+Layout of a prepared folder (format 1)::
+
+    robench-dataset.json   what is inside: dataset, class names, clip count, array shapes, shards,
+                           preparation counts (written / skipped / failed)
+    clips.csv              one row per clip, in array order: clip, label, subject, camera, setup,
+                           replication, split, frames (source length), bodies, shard, offset
+    skeleton.npy           float32 [N, 3, T_s, V, M], metres (np.load(mmap_mode="r"))
+    labels.npy             int64 [N]
+    rgb-00000.npy ...      uint8 [n_k, 3, T, H, W] shards of consecutive clips
+
+The RGB frame count and resolution are fixed at preparation time, so a folder serves protocols
+that ask for exactly those sizes; :meth:`PreparedDataset.check_available` says which ``prepare``
+command makes a matching folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from robench.data.base import Batch, ClipDataset, DatasetProvider
+from robench.errors import DataError
+
+FORMAT = 1
+MANIFEST = "robench-dataset.json"
+
+
+def data_root(name: str, root: str | None) -> Path:
+    """Where a dataset's prepared folder is: ``root`` if given, else ``$ROBENCH_DATA/<name>``, else ``data/<name>``."""
+    if root:
+        return Path(root).expanduser()
+    return Path(os.environ.get("ROBENCH_DATA", "data")).expanduser() / name
+
+
+class PreparedSplit(ClipDataset):
+    """The clips ``indices`` of a prepared folder, read through memory maps."""
+
+    def __init__(self, folder: Path, manifest: dict[str, Any], indices: np.ndarray, class_names: list[str]) -> None:
+        self.folder, self.manifest, self.indices = folder, manifest, np.asarray(indices, dtype=np.int64)
+        self.class_names = class_names
+        self._rgb: list[np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+    @cached_property
+    def _skeleton(self) -> np.ndarray:
+        return np.load(self.folder / self.manifest["skeleton"]["file"], mmap_mode="r")
+
+    @cached_property
+    def _labels(self) -> np.ndarray:
+        return np.load(self.folder / self.manifest["labels"], mmap_mode="r")
+
+    @cached_property
+    def _shard_starts(self) -> np.ndarray:
+        sizes = self.manifest["rgb"]["shard_sizes"]
+        return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+    def _shards(self) -> list[np.ndarray]:
+        if self._rgb is None:  # opened lazily, so that DataLoader workers each map their own
+            self._rgb = [np.load(self.folder / f, mmap_mode="r") for f in self.manifest["rgb"]["shards"]]
+        return self._rgb
+
+    @property
+    def labels(self) -> Tensor:
+        return torch.from_numpy(np.asarray(self._labels[self.indices], dtype=np.int64))
+
+    def get_batch(self, indices: Tensor) -> Batch:
+        rows = self.indices[np.asarray(indices, dtype=np.int64)]
+        order = np.argsort(rows, kind="stable")  # read in file order, return in the order asked
+        sorted_rows = rows[order]
+        starts = self._shard_starts
+        shard_of = np.searchsorted(starts, sorted_rows, side="right") - 1
+        shards = self._shards()
+        rgb = np.empty((len(rows), *shards[0].shape[1:]) if shards else (len(rows), 0), dtype=np.uint8)
+        for k in np.unique(shard_of):
+            sel = shard_of == k
+            rgb[order[sel]] = shards[k][sorted_rows[sel] - starts[k]]
+        skeleton = np.asarray(self._skeleton[sorted_rows], dtype=np.float32)
+        skel = np.empty_like(skeleton)
+        skel[order] = skeleton
+        return {"rgb": torch.from_numpy(rgb), "skeleton": torch.from_numpy(skel),
+                "label": torch.from_numpy(np.asarray(self._labels[rows], dtype=np.int64))}
+
+
+class PreparedDataset(DatasetProvider):
+    """A dataset read from a prepared folder; subclasses define the name, classes and splits.
+
+    Subclasses set :attr:`dataset`, :attr:`class_names` and implement :meth:`split_indices`.
+    """
+
+    dataset: str = ""
+    class_names: list[str] = []
+    #: parameters that say where the data is, not what it is (left out of model cache keys)
+    location_params: tuple[str, ...] = ("root",)
+
+    def __init__(self, root: str | None, frames_rgb: int, resolution: int, frames_skeleton: int,
+                 cache_dir: Path | None = None) -> None:
+        super().__init__(cache_dir)
+        self.root_param = root
+        self.folder = data_root(self.dataset, root)
+        self.frames_rgb, self.resolution, self.frames_skeleton = frames_rgb, resolution, frames_skeleton
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"rgb": (3, self.frames_rgb, self.resolution, self.resolution),
+                "skeleton": (3, self.frames_skeleton, 25, 2)}
+
+    def prepare_command(self) -> str:
+        return (f"robench prepare {self.dataset} --root <folder with the raw {self.dataset} files> --out {self.folder} "
+                f"--frames-rgb {self.frames_rgb} --resolution {self.resolution} --frames-skeleton {self.frames_skeleton}")
+
+    @cached_property
+    def manifest(self) -> dict[str, Any]:
+        self.check_available()
+        return json.loads((self.folder / MANIFEST).read_text())
+
+    def check_available(self) -> None:
+        where = self.folder.resolve()
+        how = ("the dataset.root parameter" if self.root_param else
+               f"$ROBENCH_DATA/{self.dataset}" if os.environ.get("ROBENCH_DATA") else f"data/{self.dataset}, the default")
+        if not (where / MANIFEST).is_file():
+            raise DataError(f"dataset '{self.dataset}' is not prepared: no {MANIFEST} in {where} (from {how}). "
+                            f"Make it with: {self.prepare_command()}")
+        try:
+            meta = json.loads((where / MANIFEST).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DataError(f"dataset '{self.dataset}': cannot read {where / MANIFEST}: {exc}") from None
+        problems = []
+        if meta.get("format") != FORMAT:
+            problems.append(f"format {meta.get('format')} (this robench reads {FORMAT})")
+        if meta.get("dataset") != self.dataset:
+            problems.append(f"it holds '{meta.get('dataset')}', not '{self.dataset}'")
+        got = (meta.get("rgb", {}).get("frames"), meta.get("rgb", {}).get("height"), meta.get("skeleton", {}).get("frames"))
+        want = (self.frames_rgb, self.resolution, self.frames_skeleton)
+        if got != want:
+            problems.append(f"it was prepared for {got[0]} RGB frames at {got[1]} px and {got[2]} skeleton frames, "
+                            f"the protocol asks for {want[0]} at {want[1]} px and {want[2]}")
+        files = [meta.get("skeleton", {}).get("file", "skeleton.npy"), meta.get("labels", "labels.npy"),
+                 *meta.get("rgb", {}).get("shards", [])]
+        missing = [f for f in files if not (where / f).is_file()]
+        if missing:
+            problems.append(f"missing files {', '.join(missing[:3])}" + (" ..." if len(missing) > 3 else ""))
+        if problems:
+            raise DataError(f"dataset '{self.dataset}' in {where} cannot be used: {'; '.join(problems)}. "
+                            f"Make a matching folder with: {self.prepare_command()}")
+
+    @cached_property
+    def clips(self) -> list[dict[str, str]]:
+        """The rows of ``clips.csv`` (one per clip, in array order)."""
+        with open(self.folder / self.manifest["index"], newline="") as fh:
+            return list(csv.DictReader(fh))
+
+    def split_indices(self, name: str) -> np.ndarray:
+        """Array positions of the clips of split ``name``."""
+        raise NotImplementedError
+
+    def split(self, name: str) -> ClipDataset:
+        if name not in self.split_names:
+            raise DataError(f"dataset '{self.dataset}' has splits {', '.join(self.split_names)}, not '{name}'")
+        return PreparedSplit(self.folder, self.manifest, self.split_indices(name), self.class_names)
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"classes": self.num_classes, "folder": str(self.folder),
+                                "rgb": f"3x{self.frames_rgb}x{self.resolution}x{self.resolution} uint8",
+                                "skeleton": f"3x{self.frames_skeleton}x25x2 float32 (metres)"}
+        expected = getattr(self, "expected_clips", None)
+        if expected:
+            info["clips"] = expected
+        return info
+
+
+def column_indices(clips: Sequence[dict[str, str]], column: str, values: set[str]) -> np.ndarray:
+    """Positions of the clips whose ``column`` is one of ``values``."""
+    return np.array([i for i, c in enumerate(clips) if c.get(column, "") in values], dtype=np.int64)
