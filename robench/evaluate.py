@@ -15,13 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from robench.data.base import ClipDataset, to_model_inputs
+from robench.data.base import ClipDataset, batch_indices, to_model_inputs
 from robench.hashing import derive_seed
 from robench.models.two_stream import TwoStreamModel
 from robench.plan import Cell
 from robench.progress import Progress
 from robench.protocol.schema import EvaluationConfig
 from robench.registry import ATTACKS
+from robench.runtime import RuntimeOptions
 
 
 @dataclass
@@ -50,25 +51,26 @@ def evaluation_indices(dataset: ClipDataset, cfg: EvaluationConfig) -> torch.Ten
 
 
 def evaluate_cell(model: TwoStreamModel, dataset: ClipDataset, cell: Cell, device: torch.device,
-                  progress: Progress, label: str = "") -> CellResult:
+                  progress: Progress, label: str = "", runtime: RuntimeOptions | None = None) -> CellResult:
     """Run ``cell`` on ``model`` (clean accuracy or accuracy under its attack)."""
     model.eval()
+    runtime = runtime or RuntimeOptions()
     cfg = cell.evaluation
     indices = evaluation_indices(dataset, cfg)
     attack = ATTACKS.build(cell.attack_type, **cell.attack_params) if cell.attack_type else None
     outcomes: list[np.ndarray] = []
     t0 = time.perf_counter()
-    batches = [indices[i : i + cfg.batch_size] for i in range(0, len(indices), cfg.batch_size)]
+    batches = batch_indices(len(indices), cfg.batch_size, indices=indices)
     with progress.task(label or f"eval {cell.scenario}", len(batches)) as bar:
-        for idx in batches:
-            batch = dataset.get_batch(idx)
+        for idx, batch in zip(batches, runtime.batches(dataset, batches)):
             inputs = to_model_inputs(batch, device, model.modalities)
-            labels = batch["label"].to(device)
-            if attack is not None:
-                seeds = torch.tensor([derive_seed(cfg.seed, int(i)) for i in idx], dtype=torch.int64)
-                inputs = attack(model, inputs, labels, sample_seeds=seeds)
-            with torch.no_grad():
-                pred = model(inputs).argmax(1)
+            labels = batch["label"].to(device, non_blocking=True)
+            with runtime.autocast(device):
+                if attack is not None:
+                    seeds = torch.tensor([derive_seed(cfg.seed, int(i)) for i in idx], dtype=torch.int64)
+                    inputs = attack(model, inputs, labels, sample_seeds=seeds)
+                with torch.no_grad():
+                    pred = model(inputs).argmax(1)
             outcomes.append((pred == labels).cpu().numpy())
             done = np.concatenate(outcomes)
             bar.advance(1, acc=float(done.mean()))

@@ -24,7 +24,7 @@ from robench.plan import Cell, ModelJob, Plan, make_plan
 from robench.progress import Progress
 from robench.protocol.schema import Protocol
 from robench.registry import DATASETS
-from robench.runtime import configure, device_name, git_commit
+from robench.runtime import RuntimeOptions, configure, device_name, git_commit
 from robench.store import CellRow, ResultsStore
 from robench.train.cache import ModelCache
 from robench.train.trainer import TrainedModel, train_model
@@ -114,9 +114,10 @@ class Runner:
     """Executes plans against one results store and one model cache on one device."""
 
     def __init__(self, store: ResultsStore, cache: ModelCache, device: torch.device, progress: Progress,
-                 data_dir: Path) -> None:
+                 data_dir: Path, runtime: RuntimeOptions | None = None) -> None:
         self.store, self.cache, self.device, self.progress = store, cache, device, progress
         self.data_dir = data_dir
+        self.runtime = runtime or RuntimeOptions.for_device(device)
         self._providers: dict[str, DatasetProvider] = {}
         configure(device)
 
@@ -158,7 +159,8 @@ class Runner:
                     for cell in pending:
                         split = provider.split(cell.evaluation.split)
                         label = _cell_label(plan, job, cell)
-                        result = evaluate_cell(trained.model, split, cell, self.device, self.progress, label)
+                        result = evaluate_cell(trained.model, split, cell, self.device, self.progress, label,
+                                               self.runtime)
                         self.store.write_cell(_row(protocol, job, cell, result, dev))
                         summary.cells_written += 1
                         cells_bar.advance(1)
@@ -178,7 +180,7 @@ class Runner:
         """Load ``job``'s model from the cache, or train it (once, under a per-model lock)."""
         with self.cache.lock(job.id):
             if self.cache.has(job.id):
-                trained = self.cache.load(job, self.device)
+                trained = self.cache.load(job, self.device, self.runtime)
                 summary.models_loaded.append(job.id)
                 if job.id not in self.store.models():
                     self.store.write_model(job.id, job.spec, trained.summary, trained.history, trained.train_seconds,
@@ -188,7 +190,7 @@ class Runner:
             provider = self.provider(plan, job.variant)
             train_set = provider.split("train")
             trained = train_model(job, train_set, self.device, self.progress, self.cache.dir(job.id),
-                                  name=f"{job.label} seed {job.seed} [{job.id[:8]}]", base=base)
+                                  name=f"{job.label} seed {job.seed} [{job.id[:8]}]", base=base, runtime=self.runtime)
             self.cache.save(job, trained, device_name(self.device))
             self.store.write_model(job.id, job.spec, trained.summary, trained.history, trained.train_seconds,
                                    device_name(self.device))

@@ -11,11 +11,16 @@ import os
 import platform
 import random
 import subprocess
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from robench.errors import RobenchError
 
@@ -75,3 +80,58 @@ def git_commit() -> str | None:
         return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How models run on a device; none of it changes which clips are seen in which order.
+
+    Attributes:
+        amp: automatic mixed precision in bfloat16 for forward passes (training and attacks).
+        channels_last: channels-last memory format for the 3D convolutions of RGB backbones.
+        workers: DataLoader worker processes reading batches (0 = read in the main process).
+        pin_memory: page-locked host buffers for asynchronous copies to the GPU.
+
+    :meth:`for_device` turns all of it on for CUDA and off on the CPU (where bf16 autocast and
+    channels-last are slower or only partly supported, and reading is fast enough inline).
+    """
+
+    amp: bool = False
+    channels_last: bool = False
+    workers: int = 0
+    pin_memory: bool = False
+
+    @classmethod
+    def for_device(cls, device: torch.device, amp: str = "auto", channels_last: str = "auto",
+                   workers: int | None = None) -> RuntimeOptions:
+        cuda = device.type == "cuda"
+
+        def pick(value: str, default: bool) -> bool:
+            if value not in ("auto", "on", "off"):
+                raise RobenchError(f"expected auto, on or off, got {value!r}")
+            return default if value == "auto" else value == "on"
+
+        bf16 = cuda and torch.cuda.is_bf16_supported()
+        return cls(amp=pick(amp, bf16), channels_last=pick(channels_last, cuda),
+                   workers=workers if workers is not None else (min(8, os.cpu_count() or 1) if cuda else 0),
+                   pin_memory=cuda)
+
+    def autocast(self, device: torch.device) -> AbstractContextManager[Any]:
+        """bfloat16 autocast around a forward pass when ``amp`` is on (a no-op context otherwise)."""
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=self.amp)
+
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Switch RGB backbones to channels-last 3D memory format when asked."""
+        if self.channels_last:
+            for backbone in getattr(model, "backbones", {}).values():
+                if getattr(backbone, "modality", "") == "rgb":
+                    backbone.to(memory_format=torch.channels_last_3d)
+                    backbone.channels_last = True
+        return model
+
+    def batches(self, dataset: Any, index_batches: Sequence[Tensor]) -> Iterable[dict[str, Tensor]]:
+        """The batches ``dataset[idx]`` for each index tensor, in order; read by workers when ``workers > 0``."""
+        if self.workers <= 0 and not self.pin_memory:
+            return (dataset.get_batch(idx) for idx in index_batches)
+        return torch.utils.data.DataLoader(dataset, sampler=list(index_batches), batch_size=None,
+                                           num_workers=self.workers, pin_memory=self.pin_memory)

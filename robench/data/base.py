@@ -139,14 +139,23 @@ def to_model_inputs(batch: Batch, device: torch.device | str, modalities: Sequen
     return out
 
 
+def batch_indices(
+    n: int, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None,
+    indices: Tensor | None = None, drop_last: bool = False,
+) -> list[Tensor]:
+    """The index batches of an epoch over ``n`` clips (or ``indices``), in order or shuffled with ``generator``."""
+    idx = indices if indices is not None else torch.arange(n)
+    if shuffle:
+        idx = idx[torch.randperm(len(idx), generator=generator)]
+    stop = len(idx) - (len(idx) % batch_size if drop_last else 0)
+    return [idx[start : start + batch_size] for start in range(0, stop, batch_size)]
+
+
 def iterate_batches(
     dataset: ClipDataset, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None,
     indices: Tensor | None = None, drop_last: bool = False,
 ) -> Iterator[Batch]:
     """Yield batches of ``dataset`` in order (or shuffled with ``generator``), in the calling process."""
-    idx = indices if indices is not None else torch.arange(len(dataset))
-    if shuffle:
-        idx = idx[torch.randperm(len(idx), generator=generator)]
-    stop = len(idx) - (len(idx) % batch_size if drop_last else 0)
-    for start in range(0, stop, batch_size):
-        yield dataset.get_batch(idx[start : start + batch_size])
+    for idx in batch_indices(len(dataset), batch_size, shuffle=shuffle, generator=generator, indices=indices,
+                             drop_last=drop_last):
+        yield dataset.get_batch(idx)

@@ -21,6 +21,7 @@ import torch
 from robench import __version__
 from robench.errors import RobenchError
 from robench.plan import ModelJob
+from robench.runtime import RuntimeOptions
 from robench.train.trainer import TrainedModel, build_model
 
 CHECKPOINT_FORMAT = 1
@@ -68,7 +69,7 @@ class ModelCache:
             partial.unlink()
         return d / "model.pt"
 
-    def load(self, job: ModelJob, device: torch.device) -> TrainedModel:
+    def load(self, job: ModelJob, device: torch.device, runtime: RuntimeOptions | None = None) -> TrainedModel:
         """Rebuild ``job``'s model, apply its defense's changes, load the weights."""
         path = self.dir(job.id) / "model.pt"
         try:
@@ -82,6 +83,6 @@ class ModelCache:
         if missing or unexpected:
             raise RobenchError(f"cached model {path} does not match its spec: missing {missing[:5]}, "
                                f"unexpected {unexpected[:5]}; delete it to retrain")
-        model.to(device).eval()
+        (runtime or RuntimeOptions()).prepare_model(model.to(device).eval())
         return TrainedModel(model, defense, payload.get("summary", {}), payload.get("history", []),
                             payload.get("train_seconds"), loaded_from_cache=True)

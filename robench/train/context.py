@@ -16,9 +16,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from robench.data.base import ClipDataset, iterate_batches, to_model_inputs
+from robench.data.base import ClipDataset, batch_indices, to_model_inputs
 from robench.protocol.schema import Component, ThreatConfig
 from robench.registry import ATTACKS
+from robench.runtime import RuntimeOptions
 
 Inputs = dict[str, Tensor]
 
@@ -43,6 +44,7 @@ class TrainContext:
             ``ctx.fit(loss_fn, epochs, tag, lr=None)``.
         epoch: the current epoch (0-based), updated by the trainer.
         history: per-epoch statistics so far (the trainer appends; ``fit`` too).
+        runtime: mixed precision, memory format and data loading settings of the run.
         log: writes a progress line.
     """
 
@@ -60,6 +62,7 @@ class TrainContext:
     fit: Callable[..., None] | None = None
     epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
     log: Callable[[str], None] = field(default=lambda msg: None)
 
     def make_attack(self, modalities: Sequence[str]) -> Any:
@@ -78,5 +81,6 @@ class TrainContext:
 
     def batches(self, shuffle: bool = True, generator: torch.Generator | None = None) -> Iterator[tuple[Inputs, Tensor]]:
         """Training batches as ``(inputs on device, labels on device)``."""
-        for batch in iterate_batches(self.train_set, self.batch_size, shuffle=shuffle, generator=generator):
+        index = batch_indices(len(self.train_set), self.batch_size, shuffle=shuffle, generator=generator)
+        for batch in self.runtime.batches(self.train_set, index):
             yield to_model_inputs(batch, self.device, self.modalities), batch["label"].to(self.device)

@@ -12,7 +12,6 @@ finished epoch (``partial.pt``) to the same weights it would have reached uninte
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from robench.data.base import ClipDataset, to_model_inputs, iterate_batches
+from robench.data.base import ClipDataset, batch_indices, to_model_inputs
 from robench.errors import RobenchError
 from robench.hashing import derive_seed
 from robench.models.two_stream import TwoStreamModel
@@ -30,7 +29,7 @@ from robench.plan import ModelJob
 from robench.progress import Progress
 from robench.protocol.schema import TrainingConfig
 from robench.registry import BACKBONES, DEFENSES
-from robench.runtime import seed_everything
+from robench.runtime import RuntimeOptions, seed_everything
 from robench.train.context import TrainContext
 
 
@@ -79,17 +78,17 @@ def run_epoch(model: TwoStreamModel, loss_fn: LossFn, ctx: TrainContext, opt: to
               cfg: TrainingConfig, generator: torch.Generator, progress: Progress, label: str) -> dict[str, float]:
     """One pass over the training set; returns mean loss, training accuracy and the defense's logs."""
     model.train()
-    steps = math.ceil(len(ctx.train_set) / ctx.batch_size)
+    batches = batch_indices(len(ctx.train_set), ctx.batch_size, shuffle=True, generator=generator)
     if cfg.max_steps_per_epoch is not None:
-        steps = min(steps, cfg.max_steps_per_epoch)
+        batches = batches[: cfg.max_steps_per_epoch]
+    steps = len(batches)
     total_loss, correct, seen, logs = 0.0, 0, 0, {}
     with progress.task(label, steps) as bar:
-        for i, batch in enumerate(iterate_batches(ctx.train_set, ctx.batch_size, shuffle=True, generator=generator)):
-            if i >= steps:
-                break
+        for i, batch in enumerate(ctx.runtime.batches(ctx.train_set, batches)):
             inputs = to_model_inputs(batch, ctx.device, model.modalities)
-            labels = batch["label"].to(ctx.device)
-            out = loss_fn(model, inputs, labels, ctx)
+            labels = batch["label"].to(ctx.device, non_blocking=True)
+            with ctx.runtime.autocast(ctx.device):
+                out = loss_fn(model, inputs, labels, ctx)
             if not torch.isfinite(out.loss):
                 raise RobenchError(f"{label}: training diverged (loss {float(out.loss)}) at step {i}; "
                                    "lower training.lr or set training.grad_clip")
@@ -118,7 +117,8 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 
 def train_model(job: ModelJob, train_set: ClipDataset, device: torch.device, progress: Progress,
-                workdir: Path, name: str = "", base: TrainedModel | None = None) -> TrainedModel:
+                workdir: Path, name: str = "", base: TrainedModel | None = None,
+                runtime: RuntimeOptions | None = None) -> TrainedModel:
     """Train ``job``'s model on ``train_set``; resumes from ``workdir/partial.pt`` if present.
 
     For a derived defense (``job.base``), ``base`` is the trained base model: its weights are
@@ -133,14 +133,15 @@ def train_model(job: ModelJob, train_set: ClipDataset, device: torch.device, pro
         if unexpected:
             raise RobenchError(f"model {job.id}: base model {job.base} has weights the derived model lacks: "
                                f"{unexpected[:5]}")
-    model.to(device)
+    runtime = runtime or RuntimeOptions()
+    runtime.prepare_model(model.to(device))
     opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
     sched = make_scheduler(opt, cfg, cfg.epochs)
     name = name or f"{job.entry.label} [{job.id[:8]}]"
     ctx = TrainContext(
         device=device, train_set=train_set, batch_size=cfg.batch_size, epochs=cfg.epochs, lr=cfg.lr, attack=cfg.attack,
         attack_eps=cfg.attack_eps, threat=job.threat, attack_mode=cfg.attack_mode, seed=job.seed,
-        modalities=model.modalities, log=progress.log,
+        modalities=model.modalities, runtime=runtime, log=progress.log,
     )
     ctx.fit = lambda loss_fn, epochs, tag, lr=None: fit(model, loss_fn, epochs, tag, ctx, cfg, progress, name, lr)
 
