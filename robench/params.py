@@ -198,8 +198,8 @@ def check_params(
 
 
 def full_params(target: Any, given: dict[str, Any], exclude: cabc.Collection[str] = ()) -> dict[str, Any]:
-    """``given`` completed with the defaults of every other declared parameter (for cache keys)."""
+    """``given`` completed with the defaults of every other declared parameter, ``exclude`` left out (cache keys)."""
     params = signature_params(target, exclude)
     out = {name: p.default for name, p in params.items() if not p.required}
-    out.update(given)
+    out.update((k, v) for k, v in given.items() if k not in exclude)
     return out

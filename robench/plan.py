@@ -12,8 +12,11 @@ recomputed, whichever protocol asked for it first.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from robench.errors import ProtocolError
@@ -160,7 +163,7 @@ def make_plan(protocol: Protocol) -> Plan:
                         "format": MODEL_FORMAT,
                         "dataset": dataset_spec,
                         "num_classes": provider.num_classes,
-                        "model": {m: {"backbone": c.type, "params": c.params} for m, c in backbones.items()},
+                        "model": {m: {"backbone": c.type, "params": _identity_params(c)} for m, c in backbones.items()},
                         "training": entry.training.identity(with_attack=uses_attack),
                         "defense": {"type": defense.type, "params": built.describe()},
                         "seed": seed,
@@ -185,6 +188,29 @@ def make_plan(protocol: Protocol) -> Plan:
                     cells.setdefault(cell.id, cell)
                     index[(variant.id, entry.id, seed, *key)] = cell.id
     return Plan(protocol, models, cells, index, model_index, datasets)
+
+
+@lru_cache(maxsize=64)
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
+
+
+def _identity_params(comp: Component) -> dict[str, Any]:
+    """A component's parameters as they determine a model: files (e.g. a checkpoint) by content, not by path."""
+    params = dict(comp.params)
+    for name in getattr(BACKBONES.get(comp.type), "file_params", ()):
+        value = params.get(name)
+        if value:
+            path = Path(str(value)).expanduser()
+            if not path.is_file():
+                raise ProtocolError(None, f"model.{name}", str(value), "an existing file")
+            st = path.stat()
+            params[name] = _file_digest(str(path.resolve()), st.st_mtime_ns, st.st_size)
+    return params
 
 
 def _cells_for(model_id: str, variant: Variant, backbones: dict[str, Component], seed: int

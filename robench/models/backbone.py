@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Collection
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from robench.errors import RobenchError
 
 
 class Backbone(nn.Module):
@@ -88,6 +91,60 @@ class Backbone(nn.Module):
     def example_input(self, batch: int = 1) -> Tensor:
         """A zero input of the configured size."""
         raise NotImplementedError
+
+    # -- pretrained weights ----------------------------------------------------------------------
+    #: key prefixes of a checkpoint's classification head, which a backbone does not have
+    head_keys: tuple[str, ...] = ()
+
+    def checkpoint_key(self, key: str) -> str:
+        """This backbone's name for a key of another implementation's checkpoint (identity by default)."""
+        return key
+
+    def load_weights(self, path: str | Path) -> None:
+        """Load weights from a local file: a robench model or backbone checkpoint, or the reference's.
+
+        Accepted: a ``torch.save``d state dict, or a dict holding one under ``state_dict`` /
+        ``model`` (a robench ``model.pt``, whose ``backbones.<modality>.`` keys are picked). Keys
+        of the reference implementations are translated (:meth:`checkpoint_key`); the
+        classification head of a checkpoint is ignored. Raises :class:`RobenchError` naming the
+        missing, unexpected and mis-shaped keys.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise RobenchError(f"{type(self).__name__} checkpoint {path} not found")
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise RobenchError(f"cannot read checkpoint {path}: {exc}") from None
+        state = obj
+        for key in ("state_dict", "model"):
+            if isinstance(state, dict) and isinstance(state.get(key), dict):
+                state = state[key]
+        if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+            raise RobenchError(f"checkpoint {path} holds no state dict of tensors")
+        prefix = f"backbones.{self.modality}."
+        if any(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from DataParallel
+        mapped = {self.checkpoint_key(k): v for k, v in state.items() if not k.startswith(self.head_keys or ("\0",))}
+        own = {k: v for k, v in self.state_dict().items() if not k.startswith("taps.")}
+        missing = sorted(set(own) - set(mapped))
+        unexpected = sorted(set(mapped) - set(own))
+        wrong = [f"{k} {tuple(mapped[k].shape)} vs {tuple(own[k].shape)}" for k in own
+                 if k in mapped and mapped[k].shape != own[k].shape]
+        if missing or unexpected or wrong:
+            parts = []
+            if missing:
+                parts.append(f"{len(missing)} missing ({', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''})")
+            if unexpected:
+                parts.append(f"{len(unexpected)} unexpected ({', '.join(unexpected[:4])}"
+                             f"{' ...' if len(unexpected) > 4 else ''})")
+            if wrong:
+                parts.append(f"{len(wrong)} with other shapes (checkpoint vs model: {'; '.join(wrong[:3])}"
+                             f"{' ...' if len(wrong) > 3 else ''})")
+            raise RobenchError(f"checkpoint {path} does not fit {type(self).__name__}(width={getattr(self, 'width', '?')}): "
+                               + "; ".join(parts))
+        self.load_state_dict({**self.state_dict(), **mapped})
 
     def forward(
         self,

@@ -64,14 +64,18 @@ class HCN(Backbone):
         dropout: dropout probability (conv4, conv5, conv6, fc7), 0.5 in the reference.
         center: subtract each clip's first-frame SpineMid of body 1 before the network
             (off by default: the reference feeds raw metres).
+        checkpoint: a local weights file to start from (HCN-pytorch's format or a robench
+            checkpoint); its classifier fc8 is ignored.
     """
 
     modality = "skeleton"
+    head_keys = ("fc8.",)
+    file_params = ("checkpoint",)
     #: parameters filled from the dataset's skeleton clip shape (3, T, V, M) when a protocol leaves them out
     input_size_params = {"frames": 1, "joints": 2, "persons": 3}
 
     def __init__(self, width: float = 1.0, frames: int = 32, joints: int = 25, persons: int = 2, window: int = 32,
-                 dropout: float = 0.5, center: bool = False) -> None:
+                 dropout: float = 0.5, center: bool = False, checkpoint: str | None = None) -> None:
         super().__init__()
         if width <= 0:
             raise ValueError(f"hcn width must be > 0, got {width}")
@@ -107,6 +111,23 @@ class HCN(Backbone):
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 nn.init.xavier_uniform_(module.weight)
                 nn.init.zeros_(module.bias)
+        if checkpoint:
+            self.load_weights(checkpoint)
+
+    #: HCN-pytorch's layer names -> ours (position stream conv1-conv4, motion stream conv1m-conv4m)
+    _REFERENCE = {"conv1.": "stages.conv1.position.", "conv1m.": "stages.conv1.motion.",
+                  "conv2.": "stages.conv2.position.", "conv2m.": "stages.conv2.motion.",
+                  "conv3.0.": "stages.conv3.position.1.", "conv3m.0.": "stages.conv3.motion.1.",
+                  "conv4.": "stages.conv4.position.", "conv4m.": "stages.conv4.motion.",
+                  "conv5.": "stages.conv5.", "conv6.": "stages.conv6."}
+
+    def checkpoint_key(self, key: str) -> str:
+        if key.startswith(("stages.", "fc7.")):
+            return key
+        for ref, ours in self._REFERENCE.items():
+            if key.startswith(ref):
+                return ours + key[len(ref):]
+        return key
 
     def preprocess(self, x: Tensor) -> Tensor:
         """[B, 3, T, V, M] -> [B*M, 6, T, V]: position and motion streams stacked on channels."""

@@ -107,14 +107,19 @@ class I3D(Backbone):
         dropout: dropout probability on the pooled feature.
         bn_momentum: BatchNorm momentum in PyTorch's convention (the reference's TF value is 0.01;
             short CPU runs need a larger one for the running statistics to settle).
+        checkpoint: a local weights file to start from (e.g. ImageNet-inflated I3D weights in the
+            reference's format, or a robench checkpoint); its classification head is ignored.
     """
 
     modality = "rgb"
+    head_keys = ("logits.",)
+    #: parameters naming files: model cache keys use the file's content hash, not its path
+    file_params = ("checkpoint",)
     #: parameters filled from the dataset's RGB clip shape (3, T, H, W) when a protocol leaves them out
     input_size_params = {"frames": 1, "resolution": 2}
 
     def __init__(self, width: float = 1.0, frames: int = 64, resolution: int = 224, dropout: float = 0.5,
-                 bn_momentum: float = 0.01) -> None:
+                 bn_momentum: float = 0.01, checkpoint: str | None = None) -> None:
         super().__init__()
         if width <= 0:
             raise ValueError(f"i3d width must be > 0, got {width}")
@@ -143,9 +148,19 @@ class I3D(Backbone):
         self.feature_dim = cin
         self.feature_stages = tuple(n for n in s if not n.startswith("MaxPool"))
         self.dropout = nn.Dropout(dropout)
+        if checkpoint:
+            self.load_weights(checkpoint)
+
+    def checkpoint_key(self, key: str) -> str:
+        """The reference's end-point names (``Mixed_3b.b0.conv3d.weight``) live under ``stages.``."""
+        return key if key.startswith(("stages.", "dropout")) else f"stages.{key}"
+
+    #: set by RuntimeOptions.prepare_model: feed the convolutions channels-last tensors
+    channels_last = False
 
     def preprocess(self, x: Tensor) -> Tensor:
-        return x * 2.0 - 1.0
+        x = x * 2.0 - 1.0
+        return x.contiguous(memory_format=torch.channels_last_3d) if self.channels_last else x
 
     def pool(self, x: Tensor) -> Tensor:
         return x.mean(dim=(2, 3, 4))
