@@ -6,6 +6,7 @@
     robench report [--format markdown|html|latex|csv] [--protocol NAME] [--out PATH]
     robench list defenses|attacks|datasets|backbones|protocols
     robench validate PROTOCOL... [--profile NAME] [--set KEY=VALUE ...]
+    robench prepare ntu60|ntu120|imigue|pyskl|manifest --out DIR [--root DIR ...]
 
 The results store is ``--store``, else ``$ROBENCH_STORE``, else ``results/robench.sqlite``; trained
 models and generated data are cached under ``--cache``, else ``$ROBENCH_CACHE``, else a ``cache``
@@ -78,8 +79,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    from robench.runtime import RuntimeOptions
+
+    runtime = RuntimeOptions.for_device(device, args.amp, args.channels_last, args.workers)
     with Progress(args.progress) as progress:
-        runner = Runner(store, cache, device, progress, _cache_dir(args) / "data")
+        runner = Runner(store, cache, device, progress, _cache_dir(args) / "data", runtime)
         for protocol in protocols:
             progress.log(f"robench {__version__}: protocol '{protocol.name}' on {device}; store {store.path}")
             summary = runner.run(protocol, args.set or [])
@@ -151,6 +155,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from robench.data.prepare import Settings, prepare
+
+    settings = Settings(args.frames_rgb, args.resolution, args.frames_skeleton, args.crop, shard_size=args.shard_size)
+    workers = args.workers or os.cpu_count() or 1
+    with Progress(TextColumn(f"prepare {args.format}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("eta"), TimeRemainingColumn(), console=err, disable=not err.is_terminal) as bar:
+        task = bar.add_task("prepare", total=None)
+        summary = prepare(args.format, args.out, settings, workers=workers, root=args.root,
+                          missing_skeletons=args.missing_skeletons, pickle=args.pickle, videos=args.videos,
+                          dataset=args.dataset, manifest=args.manifest, label_base=args.label_base, limit=args.limit,
+                          progress=lambda done, total: bar.update(task, completed=done, total=total))
+    out.print(f"[green]prepared[/] {args.out}: {summary.line()}; {summary.seconds:.1f}s with {workers} worker(s)")
+    for clip, reason in summary.failed[:20]:
+        out.print(f"  failed: {clip}: {reason}")
+    if len(summary.failed) > 20:
+        out.print(f"  ... {len(summary.failed) - 20} more in {Path(args.out) / 'prepare-failures.csv'}")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     if args.kind == "protocols":
         from robench.protocol import bundled_protocols
@@ -205,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", help="model and data cache folder (default $ROBENCH_CACHE or <store folder>/cache)")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps; or $ROBENCH_DEVICE")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--amp", choices=("auto", "on", "off"), default="auto",
+                   help="bfloat16 mixed precision (auto: on with CUDA, off on the CPU)")
+    p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
+                   help="channels-last memory format for I3D (auto: on with CUDA)")
+    p.add_argument("--workers", type=int, help="data-loading worker processes (default: 8 with CUDA, 0 on the CPU)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (models, cells, what is stored) and stop")
     p.add_argument("--progress", choices=("auto", "rich", "plain", "quiet"), default="auto",
                    help="progress display (default: bars on a terminal, lines otherwise)")
@@ -216,6 +247,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", action="append", help="only this protocol (repeatable; default: all in the store)")
     p.add_argument("--out", help="write to this file instead of standard output (figures go to figures/ beside it)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("prepare", help="decode a real dataset once into a prepared folder (memory-mapped arrays)")
+    p.add_argument("format", choices=("ntu60", "ntu120", "imigue", "pyskl", "manifest"))
+    p.add_argument("--out", required=True, help="the prepared folder to write (resumed if it exists)")
+    p.add_argument("--root", help="folder of raw files (ntu60, ntu120, imigue)")
+    p.add_argument("--missing-skeletons", help="NTU's list of samples with missing skeletons (skipped)")
+    p.add_argument("--pickle", help="PYSKL/MMAction2 skeleton pickle (pyskl)")
+    p.add_argument("--videos", help="folder of videos named after the pickle's frame_dir (pyskl)")
+    p.add_argument("--dataset", help="what a pyskl pickle holds: ntu60, ntu120 or another name (default manifest)")
+    p.add_argument("--manifest", help="CSV with clip,label,split,video,skeleton columns (manifest)")
+    p.add_argument("--frames-rgb", type=int, default=16, help="RGB frames per clip (default 16)")
+    p.add_argument("--resolution", type=int, default=224, help="RGB frame side in pixels (default 224)")
+    p.add_argument("--frames-skeleton", type=int, default=32, help="skeleton frames per clip (default 32)")
+    p.add_argument("--crop", choices=("person", "center", "full"), default="person",
+                   help="square crop: around the people (default), centred, or the whole frame squeezed")
+    p.add_argument("--shard-size", type=int, default=256, help="clips per RGB shard file")
+    p.add_argument("--label-base", type=int, default=0, help="iMiGUE: 1 if gesture ids are 1-based")
+    p.add_argument("--workers", type=int, help="parallel workers (default: all cores)")
+    p.add_argument("--limit", type=int, help="prepare only the first N clips (a quick try)")
+    p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("list", help="list registered components or bundled protocols")
     p.add_argument("kind", choices=LIST_KINDS)

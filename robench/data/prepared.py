@@ -9,11 +9,11 @@ Layout of a prepared folder (format 1)::
 
     robench-dataset.json   what is inside: dataset, class names, clip count, array shapes, shards,
                            preparation counts (written / skipped / failed)
-    clips.csv              one row per clip, in array order: clip, label, subject, camera, setup,
-                           replication, split, frames (source length), bodies, shard, offset
+    clips.csv              one row per prepared clip: clip, label, metadata (subject, camera, setup,
+                           replication, split, ...), frames (source length), bodies, row (its array row)
     skeleton.npy           float32 [N, 3, T_s, V, M], metres (np.load(mmap_mode="r"))
-    labels.npy             int64 [N]
-    rgb-00000.npy ...      uint8 [n_k, 3, T, H, W] shards of consecutive clips
+    labels.npy             int64 [N] (-1 for rows whose clip failed to prepare)
+    rgb-00000.npy ...      uint8 [n_k, 3, T, H, W] shards of consecutive rows
 
 The RGB frame count and resolution are fixed at preparation time, so a folder serves protocols
 that ask for exactly those sizes; :meth:`PreparedDataset.check_available` says which ``prepare``
@@ -171,13 +171,21 @@ class PreparedDataset(DatasetProvider):
             return list(csv.DictReader(fh))
 
     def split_indices(self, name: str) -> np.ndarray:
-        """Array positions of the clips of split ``name``."""
+        """Positions in :attr:`clips` of the clips of split ``name``."""
         raise NotImplementedError
+
+    @cached_property
+    def rows(self) -> np.ndarray:
+        """Array row of each entry of :attr:`clips` (rows of clips that failed to prepare are not listed)."""
+        return np.array([int(c["row"]) for c in self.clips], dtype=np.int64)
 
     def split(self, name: str) -> ClipDataset:
         if name not in self.split_names:
             raise DataError(f"dataset '{self.dataset}' has splits {', '.join(self.split_names)}, not '{name}'")
-        return PreparedSplit(self.folder, self.manifest, self.split_indices(name), self.class_names)
+        positions = self.split_indices(name)
+        if len(positions) == 0:
+            raise DataError(f"dataset '{self.dataset}' in {self.folder}: split '{name}' has no clips")
+        return PreparedSplit(self.folder, self.manifest, self.rows[positions], self.class_names)
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"classes": self.num_classes, "folder": str(self.folder),

@@ -1,0 +1,244 @@
+"""Writing a prepared folder (format of :mod:`robench.data.prepared`): parallel, resumable, fault-tolerant.
+
+Every clip has a fixed row in the output arrays (its position in the sorted clip list), so
+workers decode clips in parallel and write their rows straight into memory-mapped arrays
+(``skeleton.npy`` and the RGB shards), and the parent records each finished row in an append-only
+ledger (``prepare-ledger.csv``). A preparation that is killed resumes from the ledger without
+redoing finished clips. A clip whose files cannot be read (a truncated skeleton, a broken video) is
+recorded as failed, with its file and the reason, and the others go on; its row stays empty and is
+left out of ``clips.csv``. The manifest (``robench-dataset.json``) is written last, atomically:
+a folder without one is not ready, whatever else is in it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robench.data.prepared import FORMAT, MANIFEST
+from robench.errors import DataError
+
+STATE = "prepare-state.json"
+LEDGER = "prepare-ledger.csv"
+FAILURES = "prepare-failures.csv"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every prepared clip looks like.
+
+    Attributes:
+        frames_rgb: RGB frames per clip (spread over the whole clip).
+        resolution: RGB frame side, pixels (square).
+        frames_skeleton: skeleton frames per clip (spread over the whole clip).
+        crop: "person", "center" or "full" (see :mod:`robench.data.prepare.video`).
+        persons: bodies kept per clip (the most active; zero-padded).
+        shard_size: clips per RGB shard file.
+    """
+
+    frames_rgb: int = 16
+    resolution: int = 224
+    frames_skeleton: int = 32
+    crop: str = "person"
+    persons: int = 2
+    shard_size: int = 256
+
+
+@dataclass
+class ClipSource:
+    """One clip to prepare: its id, label, metadata and where its data is.
+
+    ``reader`` names a function in :data:`READERS` that turns the source into
+    ``(skeleton float32 [3, T_s, 25, M], rgb uint8 [3, T, S, S], info)``; ``args`` are its inputs
+    (paths, frame ranges, or small in-memory arrays).
+    """
+
+    clip: str
+    label: int
+    reader: str
+    args: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Summary:
+    """Counts of a preparation."""
+
+    written: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> clips left out before reading
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (clip, reason)
+    resumed: int = 0
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        skipped = sum(self.skipped.values())
+        detail = ", ".join(f"{n} {why}" for why, n in self.skipped.items())
+        return (f"{self.written} clips written, {skipped} skipped" + (f" ({detail})" if detail else "") +
+                f", {len(self.failed)} failed" + (f"; {self.resumed} were already done" if self.resumed else ""))
+
+
+#: reader name -> function(args, settings) -> (skeleton, rgb, info); filled by robench.data.prepare.sources
+READERS: dict[str, Callable[[dict[str, Any], Settings], tuple[np.ndarray, np.ndarray, dict[str, Any]]]] = {}
+
+_open: dict[str, np.ndarray] = {}  # memmaps opened in this process
+
+
+def _memmap(path: Path) -> np.ndarray:
+    key = str(path)
+    if key not in _open:
+        _open[key] = np.load(path, mmap_mode="r+")
+    return _open[key]
+
+
+def _work(job: tuple[int, ClipSource, Settings, str]) -> tuple[int, str, str, dict[str, Any]]:
+    """Prepare one clip in a worker and write its row; never raises (failures are returned)."""
+    row, source, settings, out = job
+    try:
+        skeleton, rgb, info = READERS[source.reader](source.args, settings)
+        folder = Path(out)
+        expected = (3, settings.frames_skeleton, 25, settings.persons)
+        if skeleton.shape != expected:
+            raise ValueError(f"skeleton shape {skeleton.shape}, expected {expected}")
+        _memmap(folder / "skeleton.npy")[row] = skeleton
+        shard = _memmap(folder / f"rgb-{row // settings.shard_size:05d}.npy")
+        shard[row % settings.shard_size] = rgb
+        return row, "ok", "", info
+    except Exception as exc:  # a bad file must not stop the others
+        where = source.args.get("skeleton_path") or source.args.get("video_path") or source.clip
+        return row, "failed", f"{Path(str(where)).name}: {type(exc).__name__}: {exc}".replace("\n", " "), {}
+
+
+def _state(settings: Settings, dataset: str, clips: list[ClipSource]) -> dict[str, Any]:
+    return {"dataset": dataset, "settings": asdict(settings), "clips": [c.clip for c in clips]}
+
+
+def _allocate(out: Path, settings: Settings, n: int) -> list[int]:
+    np.lib.format.open_memmap(out / "skeleton.npy", mode="w+", dtype=np.float32,
+                              shape=(n, 3, settings.frames_skeleton, 25, settings.persons))
+    sizes = [min(settings.shard_size, n - k) for k in range(0, n, settings.shard_size)]
+    for k, size in enumerate(sizes):
+        np.lib.format.open_memmap(out / f"rgb-{k:05d}.npy", mode="w+", dtype=np.uint8,
+                                  shape=(size, 3, settings.frames_rgb, settings.resolution, settings.resolution))
+    return sizes
+
+
+def _read_ledger(out: Path) -> dict[int, tuple[str, str, dict[str, Any]]]:
+    done: dict[int, tuple[str, str, dict[str, Any]]] = {}
+    if (out / LEDGER).is_file():
+        with open(out / LEDGER, newline="") as fh:
+            for rec in csv.reader(fh):
+                if len(rec) == 4:  # a line cut by a kill is ignored: that clip is redone
+                    done[int(rec[0])] = (rec[1], rec[2], json.loads(rec[3]) if rec[3] else {})
+    return done
+
+
+def prepare_folder(out: str | Path, dataset: str, class_names: list[str], clips: list[ClipSource], settings: Settings,
+                   workers: int = 1, skipped: dict[str, int] | None = None, source: str = "",
+                   progress: Callable[[int, int], None] | None = None) -> Summary:
+    """Prepare ``clips`` into ``out`` (resuming an interrupted preparation with the same settings)."""
+    t0 = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    clips = sorted(clips, key=lambda c: c.clip)
+    if len({c.clip for c in clips}) != len(clips):
+        raise DataError("clip ids are not unique")
+    if not clips:
+        raise DataError(f"no clips to prepare for {dataset} (skipped: {skipped or {}})")
+    state = _state(settings, dataset, clips)
+    summary = Summary(skipped=dict(skipped or {}))
+    if (out / STATE).is_file():
+        old = json.loads((out / STATE).read_text())
+        if old != state:
+            raise DataError(f"{out} holds a preparation of other clips or settings ({old.get('dataset')}, "
+                            f"{old.get('settings')}); choose another --out or delete the folder")
+        sizes = [min(settings.shard_size, len(clips) - k) for k in range(0, len(clips), settings.shard_size)]
+    else:
+        (out / MANIFEST).unlink(missing_ok=True)
+        (out / LEDGER).unlink(missing_ok=True)
+        sizes = _allocate(out, settings, len(clips))
+        (out / STATE).write_text(json.dumps(state))
+    done = _read_ledger(out)
+    summary.resumed = len(done)
+    pending = [(row, clip, settings, str(out)) for row, clip in enumerate(clips) if row not in done]
+    if progress:
+        progress(len(done), len(clips))
+    with open(out / LEDGER, "a", newline="") as ledger:
+        writer = csv.writer(ledger)
+        for k, (row, status, detail, info) in enumerate(_run(pending, workers), start=1):
+            writer.writerow([row, status, detail, json.dumps(info) if info else ""])
+            done[row] = (status, detail, info)
+            if k % 32 == 0:
+                ledger.flush()
+                os.fsync(ledger.fileno())
+            if progress:
+                progress(len(done), len(clips))
+    _open.clear()
+    _finish(out, dataset, class_names, clips, settings, sizes, done, summary, source)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _run(pending: list[tuple[int, ClipSource, Settings, str]], workers: int) -> Iterator[tuple[int, str, str, dict[str, Any]]]:
+    if workers <= 1 or len(pending) <= 1:
+        for job in pending:
+            yield _work(job)
+        return
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    with ctx.Pool(workers, initializer=_worker_init) as pool:
+        yield from pool.imap_unordered(_work, pending, chunksize=1)
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one clip per core: parallel over clips, not inside one
+    _open.clear()
+
+
+def _finish(out: Path, dataset: str, class_names: list[str], clips: list[ClipSource], settings: Settings,
+            sizes: list[int], done: dict[int, tuple[str, str, dict[str, Any]]], summary: Summary, source: str) -> None:
+    labels = np.full(len(clips), -1, dtype=np.int64)
+    meta_keys = sorted({k for c in clips for k in c.meta})
+    rows = []
+    for row, clip in enumerate(clips):
+        status, detail, info = done.get(row, ("missing", "", {}))
+        if status == "ok":
+            labels[row] = clip.label
+            rows.append({"clip": clip.clip, "label": clip.label, **{k: clip.meta.get(k, "") for k in meta_keys},
+                         "frames": info.get("frames", ""), "bodies": info.get("bodies", ""), "row": row})
+        else:
+            summary.failed.append((clip.clip, detail or status))
+    summary.written = len(rows)
+    np.save(out / "labels.npy", labels)
+    with open(out / "clips.csv", "w", newline="") as fh:
+        fields = ["clip", "label", *meta_keys, "frames", "bodies", "row"]
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    with open(out / FAILURES, "w", newline="") as fh:
+        w2 = csv.writer(fh)
+        w2.writerow(["clip", "reason"])
+        w2.writerows(summary.failed)
+    manifest = {
+        "format": FORMAT, "dataset": dataset, "classes": class_names, "clips": len(rows),
+        "rgb": {"frames": settings.frames_rgb, "height": settings.resolution, "width": settings.resolution,
+                "crop": settings.crop, "shards": [f"rgb-{k:05d}.npy" for k in range(len(sizes))], "shard_sizes": sizes},
+        "skeleton": {"frames": settings.frames_skeleton, "joints": 25, "persons": settings.persons,
+                     "file": "skeleton.npy", "units": "metres" if dataset.startswith("ntu") else "see source"},
+        "labels": "labels.npy", "index": "clips.csv",
+        "counts": {"written": len(rows), "skipped": summary.skipped, "failed": len(summary.failed)},
+        "source": source, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    tmp = out / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1))
+    tmp.replace(out / MANIFEST)
