@@ -163,7 +163,8 @@ def make_plan(protocol: Protocol) -> Plan:
                         "format": MODEL_FORMAT,
                         "dataset": dataset_spec,
                         "num_classes": provider.num_classes,
-                        "model": {m: {"backbone": c.type, "params": _identity_params(c)} for m, c in backbones.items()},
+                        "model": {m: {"backbone": c.type, "params": _identity_params(c, f"model.{m}", where)}
+                                  for m, c in backbones.items()},
                         "training": entry.training.identity(with_attack=uses_attack),
                         "defense": {"type": defense.type, "params": built.describe()},
                         "seed": seed,
@@ -199,15 +200,17 @@ def _file_digest(path: str, mtime_ns: int, size: int) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def _identity_params(comp: Component) -> dict[str, Any]:
+def _identity_params(comp: Component, key: str, where: str) -> dict[str, Any]:
     """A component's parameters as they determine a model: files (e.g. a checkpoint) by content, not by path."""
     params = dict(comp.params)
     for name in getattr(BACKBONES.get(comp.type), "file_params", ()):
         value = params.get(name)
-        if value:
+        if value is None:
+            params.pop(name, None)  # no file: the id stays what it was before the parameter existed
+        elif value:
             path = Path(str(value)).expanduser()
             if not path.is_file():
-                raise ProtocolError(None, f"model.{name}", str(value), "an existing file")
+                raise ProtocolError(where, f"{key}.{name}", str(value), "an existing file")
             st = path.stat()
             params[name] = _file_digest(str(path.resolve()), st.st_mtime_ns, st.st_size)
     return params
