@@ -183,6 +183,29 @@ def test_prepared_ntu_loads_with_splits(ntu_raw: Path, tmp_path: Path) -> None:
         NTU60(root=str(tmp_path / "nowhere")).check_available()
 
 
+def test_batches_read_the_rows_asked_in_the_order_asked(ntu_raw: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ntu60"
+    prepare("ntu60", out, SMALL, workers=1, root=ntu_raw)
+    split = NTU60(root=str(out), frames_rgb=4, resolution=32, frames_skeleton=16).split("train")
+    whole = np.concatenate([np.load(out / f"rgb-{k:05d}.npy") for k in range(3)])  # shards of 3 rows
+    skeleton = np.load(out / "skeleton.npy")
+    ask = torch.tensor([3, 0, 2, 0, 1])  # out of order, across shards, with a repeat
+    batch = split.get_batch(ask)
+    rows = split.indices[ask.numpy()]
+    assert np.array_equal(batch["rgb"].numpy(), whole[rows])
+    assert np.array_equal(batch["skeleton"].numpy(), skeleton[rows])
+    copy = pickle.loads(pickle.dumps(split))  # what a spawned DataLoader worker receives
+    assert np.array_equal(copy.get_batch(ask)["rgb"].numpy(), whole[rows])
+    position = int(np.flatnonzero((split.indices >= 3) & (split.indices < 6))[0])  # a training clip in shard 1
+    in_shard = int(split.indices[position]) - 3
+    shard, row_bytes = out / "rgb-00001.npy", 3 * 4 * 32 * 32
+    data = shard.read_bytes()
+    shard.write_bytes(data[: len(data) - (3 - in_shard) * row_bytes + 10])  # cut inside that row
+    cut = NTU60(root=str(out), frames_rgb=4, resolution=32, frames_skeleton=16).split("train")
+    with pytest.raises(DataError, match=f"rgb-00001.npy ends inside row {in_shard}"):
+        cut.get_batch(torch.tensor([position]))
+
+
 def test_interrupted_preparation_resumes(ntu_raw: Path, tmp_path: Path) -> None:
     calls = {"n": 0}
 

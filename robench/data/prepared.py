@@ -1,8 +1,8 @@
-"""Prepared datasets: real RGB+skeleton data decoded once into memory-mapped arrays.
+"""Prepared datasets: real RGB+skeleton data decoded once into fixed-size arrays on disk.
 
 ``robench prepare`` (see :mod:`robench.data.prepare`) writes a folder in this format; the
 ``ntu60``, ``ntu120`` and ``imigue`` datasets (and ``manifest``, for any other dataset) read it.
-Training and attacks then never decode video: a batch is a few slices of memory-mapped files, and
+Training and attacks then never decode video: a batch is one read per clip from these files, and
 memory stays flat whatever the dataset's size.
 
 Layout of a prepared folder (format 1)::
@@ -11,7 +11,7 @@ Layout of a prepared folder (format 1)::
                            preparation counts (written / skipped / failed)
     clips.csv              one row per prepared clip: clip, label, metadata (subject, camera, setup,
                            replication, split, ...), frames (source length), bodies, row (its array row)
-    skeleton.npy           float32 [N, 3, T_s, V, M], metres (np.load(mmap_mode="r"))
+    skeleton.npy           float32 [N, 3, T_s, V, M], metres
     labels.npy             int64 [N] (-1 for rows whose clip failed to prepare)
     rgb-00000.npy ...      uint8 [n_k, 3, T, H, W] shards of consecutive rows
 
@@ -48,20 +48,81 @@ def data_root(name: str, root: str | None) -> Path:
     return Path(os.environ.get("ROBENCH_DATA", "data")).expanduser() / name
 
 
+class RowFile:
+    """A ``.npy`` array file (an RGB shard, uint8 ``[n, 3, T, H, W]``, or the skeletons, float32
+    ``[N, 3, T, V, M]``) read and written row by row with plain file reads and writes.
+
+    Rows go through the page cache straight into the batch's own array, not through a memory map:
+    mapped pages would count towards the process's resident memory as an epoch sweeps the dataset,
+    whereas plain reads keep it at one batch whatever the dataset's size (measured in
+    ``benchmarks/loader_throughput.py --big-gb``). The files stay ordinary ``.npy`` arrays that
+    ``np.load(..., mmap_mode="r")`` opens.
+    """
+
+    def __init__(self, path: Path, expected: type[np.generic], writable: bool = False) -> None:
+        self.path = path
+        self.file = open(path, "r+b" if writable else "rb", buffering=0)  # noqa: SIM115 - kept open while used
+        version = np.lib.format.read_magic(self.file)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in read_header:
+            raise DataError(f"{path}: .npy format version {version} is not one robench writes")
+        shape, fortran, dtype = read_header[version](self.file)
+        self.dtype = np.dtype(expected)
+        if dtype != self.dtype or fortran or len(shape) != 5:
+            raise DataError(f"{path}: expected a C-ordered {self.dtype} array of 5 dimensions, found {dtype} {shape}")
+        self.offset, self.rows, self.row_shape = self.file.tell(), shape[0], tuple(shape[1:])
+        self.row_bytes = int(np.prod(self.row_shape)) * self.dtype.itemsize
+
+    def read_row(self, row: int, out: np.ndarray) -> None:
+        """Copy row ``row`` into ``out`` (a C-contiguous array of :attr:`dtype` and :attr:`row_shape`)."""
+        if not 0 <= row < self.rows:
+            raise IndexError(f"{self.path}: row {row} of {self.rows}")
+        self.file.seek(self.offset + row * self.row_bytes)
+        view = memoryview(out).cast("B")
+        got = 0
+        while got < self.row_bytes:  # raw reads may return less than asked
+            n = self.file.readinto(view[got:])
+            if not n:
+                raise DataError(f"{self.path} ends inside row {row} (truncated file)")
+            got += n
+
+    def write_row(self, row: int, value: np.ndarray) -> None:
+        """Write ``value`` (of :attr:`row_shape`, cast to :attr:`dtype`) as row ``row``."""
+        if not 0 <= row < self.rows:
+            raise IndexError(f"{self.path}: row {row} of {self.rows}")
+        if tuple(value.shape) != self.row_shape:
+            raise ValueError(f"{self.path}: row of shape {tuple(value.shape)}, expected {self.row_shape}")
+        data = np.ascontiguousarray(value, dtype=self.dtype)
+        self.file.seek(self.offset + row * self.row_bytes)
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < self.row_bytes:
+            done += self.file.write(view[done:])
+
+    def __del__(self) -> None:
+        file = getattr(self, "file", None)
+        if file is not None:
+            file.close()
+
+
 class PreparedSplit(ClipDataset):
-    """The clips ``indices`` of a prepared folder, read through memory maps."""
+    """The clips ``indices`` of a prepared folder, read row by row (see :class:`RowFile`)."""
 
     def __init__(self, folder: Path, manifest: dict[str, Any], indices: np.ndarray, class_names: list[str]) -> None:
         self.folder, self.manifest, self.indices = folder, manifest, np.asarray(indices, dtype=np.int64)
         self.class_names = class_names
-        self._rgb: list[np.ndarray] | None = None
+        self._files: tuple[list[RowFile], RowFile] | None = None
+        self._files_pid = 0
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])
 
-    @cached_property
-    def _skeleton(self) -> np.ndarray:
-        return np.load(self.folder / self.manifest["skeleton"]["file"], mmap_mode="r")
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (for DataLoader workers that are spawned) without open files or maps; reopened there."""
+        state = dict(self.__dict__)
+        state.pop("_labels", None)
+        state["_files"] = None
+        return state
 
     @cached_property
     def _labels(self) -> np.ndarray:
@@ -72,10 +133,13 @@ class PreparedSplit(ClipDataset):
         sizes = self.manifest["rgb"]["shard_sizes"]
         return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
-    def _shards(self) -> list[np.ndarray]:
-        if self._rgb is None:  # opened lazily, so that DataLoader workers each map their own
-            self._rgb = [np.load(self.folder / f, mmap_mode="r") for f in self.manifest["rgb"]["shards"]]
-        return self._rgb
+    def _open(self) -> tuple[list[RowFile], RowFile]:
+        """The RGB shards and the skeleton file, opened once per process (DataLoader workers open their own)."""
+        if self._files is None or self._files_pid != os.getpid():
+            self._files = ([RowFile(self.folder / f, np.uint8) for f in self.manifest["rgb"]["shards"]],
+                           RowFile(self.folder / self.manifest["skeleton"]["file"], np.float32))
+            self._files_pid = os.getpid()
+        return self._files
 
     @property
     def labels(self) -> Tensor:
@@ -87,14 +151,12 @@ class PreparedSplit(ClipDataset):
         sorted_rows = rows[order]
         starts = self._shard_starts
         shard_of = np.searchsorted(starts, sorted_rows, side="right") - 1
-        shards = self._shards()
-        rgb = np.empty((len(rows), *shards[0].shape[1:]) if shards else (len(rows), 0), dtype=np.uint8)
-        for k in np.unique(shard_of):
-            sel = shard_of == k
-            rgb[order[sel]] = shards[k][sorted_rows[sel] - starts[k]]
-        skeleton = np.asarray(self._skeleton[sorted_rows], dtype=np.float32)
-        skel = np.empty_like(skeleton)
-        skel[order] = skeleton
+        shards, skeletons = self._open()
+        rgb = np.empty((len(rows), *shards[0].row_shape) if shards else (len(rows), 0), dtype=np.uint8)
+        skel = np.empty((len(rows), *skeletons.row_shape), dtype=np.float32)
+        for dest, row, k in zip(order, sorted_rows, shard_of):
+            shards[k].read_row(int(row - starts[k]), rgb[dest])
+            skeletons.read_row(int(row), skel[dest])
         return {"rgb": torch.from_numpy(rgb), "skeleton": torch.from_numpy(skel),
                 "label": torch.from_numpy(np.asarray(self._labels[rows], dtype=np.int64))}
 

@@ -1,9 +1,9 @@
 """Writing a prepared folder (format of :mod:`robench.data.prepared`): parallel, resumable, fault-tolerant.
 
 Every clip has a fixed row in the output arrays (its position in the sorted clip list), so
-workers decode clips in parallel and write their rows straight into memory-mapped arrays
-(``skeleton.npy`` and the RGB shards), and the parent records each finished row in an append-only
-ledger (``prepare-ledger.csv``). A preparation that is killed resumes from the ledger without
+workers decode clips in parallel and write their rows straight into preallocated ``.npy`` arrays
+(``skeleton.npy`` and the RGB shards, see :class:`~robench.data.prepared.RowFile`), and the
+parent records each finished row in an append-only ledger (``prepare-ledger.csv``). A preparation that is killed resumes from the ledger without
 redoing finished clips. A clip whose files cannot be read (a truncated skeleton, a broken video) is
 recorded as failed, with its file and the reason, and the others go on; its row stays empty and is
 left out of ``clips.csv``. The manifest (``robench-dataset.json``) is written last, atomically:
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from robench.data.prepared import FORMAT, MANIFEST
+from robench.data.prepared import FORMAT, MANIFEST, RowFile
 from robench.errors import DataError
 
 STATE = "prepare-state.json"
@@ -90,13 +90,13 @@ class Summary:
 #: reader name -> function(args, settings) -> (skeleton, rgb, info); filled by robench.data.prepare.sources
 READERS: dict[str, Callable[[dict[str, Any], Settings], tuple[np.ndarray, np.ndarray, dict[str, Any]]]] = {}
 
-_open: dict[str, np.ndarray] = {}  # memmaps opened in this process
+_open: dict[str, RowFile] = {}  # output files opened in this process
 
 
-def _memmap(path: Path) -> np.ndarray:
+def _output(path: Path, dtype: type[np.generic]) -> RowFile:
     key = str(path)
     if key not in _open:
-        _open[key] = np.load(path, mmap_mode="r+")
+        _open[key] = RowFile(path, dtype, writable=True)
     return _open[key]
 
 
@@ -109,9 +109,8 @@ def _work(job: tuple[int, ClipSource, Settings, str]) -> tuple[int, str, str, di
         expected = (3, settings.frames_skeleton, 25, settings.persons)
         if skeleton.shape != expected:
             raise ValueError(f"skeleton shape {skeleton.shape}, expected {expected}")
-        _memmap(folder / "skeleton.npy")[row] = skeleton
-        shard = _memmap(folder / f"rgb-{row // settings.shard_size:05d}.npy")
-        shard[row % settings.shard_size] = rgb
+        _output(folder / "skeleton.npy", np.float32).write_row(row, skeleton)
+        _output(folder / f"rgb-{row // settings.shard_size:05d}.npy", np.uint8).write_row(row % settings.shard_size, rgb)
         return row, "ok", "", info
     except Exception as exc:  # a bad file must not stop the others
         where = source.args.get("skeleton_path") or source.args.get("video_path") or source.clip
@@ -172,17 +171,20 @@ def prepare_folder(out: str | Path, dataset: str, class_names: list[str], clips:
     pending = [(row, clip, settings, str(out)) for row, clip in enumerate(clips) if row not in done]
     if progress:
         progress(len(done), len(clips))
-    with open(out / LEDGER, "a", newline="") as ledger:
-        writer = csv.writer(ledger)
-        for k, (row, status, detail, info) in enumerate(_run(pending, workers), start=1):
-            writer.writerow([row, status, detail, json.dumps(info) if info else ""])
-            done[row] = (status, detail, info)
-            if k % 32 == 0:
-                ledger.flush()
-                os.fsync(ledger.fileno())
-            if progress:
-                progress(len(done), len(clips))
-    _open.clear()
+    _open.clear()  # files of an earlier call in this process may have been replaced since
+    try:
+        with open(out / LEDGER, "a", newline="") as ledger:
+            writer = csv.writer(ledger)
+            for k, (row, status, detail, info) in enumerate(_run(pending, workers), start=1):
+                writer.writerow([row, status, detail, json.dumps(info) if info else ""])
+                done[row] = (status, detail, info)
+                if k % 32 == 0:
+                    ledger.flush()
+                    os.fsync(ledger.fileno())
+                if progress:
+                    progress(len(done), len(clips))
+    finally:
+        _open.clear()
     _finish(out, dataset, class_names, clips, settings, sizes, done, summary, source)
     summary.seconds = time.perf_counter() - t0
     return summary
