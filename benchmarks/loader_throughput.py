@@ -8,9 +8,10 @@
 3. Times training steps of the full-size two-stream model (I3D width 1.0 + HCN width 1.0) on the
    same input size and reports clips/s: the loader must be faster than the model for the data
    path not to be the bottleneck.
-4. With ``--big-gb N`` also writes a prepared set of N GB (choose N above the machine's RAM) and
-   iterates over all of it once, reporting the peak resident memory: memory-mapped shards keep
-   it flat, whatever the dataset's size.
+4. With ``--big-gb N`` also writes a prepared set of N GB (choose N above the machine's RAM), all
+   of it in the training split, and iterates over all of it once with 2 DataLoader workers,
+   reporting the peak resident memory of the process and its workers: RGB rows are read with
+   plain file reads into each batch, so it stays flat whatever the dataset's size.
 
     python benchmarks/loader_throughput.py [--clips 512] [--workers 0,2] [--device auto] [--big-gb 0]
 """
@@ -21,8 +22,10 @@ import argparse
 import csv
 import json
 import os
-import resource
 import shutil
+import subprocess
+import sys
+import threading
 import tempfile
 import time
 from pathlib import Path
@@ -39,8 +42,8 @@ from robench.models import HCN, I3D, TwoStreamModel
 from robench.runtime import RuntimeOptions, device_name, select_device
 
 
-def write_prepared(folder: Path, clips: int, settings: Settings) -> float:
-    """An NTU-60-shaped prepared folder of ``clips`` clips; returns its size in GB."""
+def write_prepared(folder: Path, clips: int, settings: Settings, all_train: bool = False) -> float:
+    """An NTU-60-shaped prepared folder of ``clips`` clips (half X-Sub training, or all); returns its size in GB."""
     folder.mkdir(parents=True, exist_ok=True)
     sizes = _allocate(folder, settings, clips)
     rng = np.random.default_rng(0)
@@ -60,9 +63,9 @@ def write_prepared(folder: Path, clips: int, settings: Settings) -> float:
     with open(folder / "clips.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["clip", "label", "camera", "replication", "setup", "subject", "frames", "bodies", "row"])
-        for i in range(clips):  # alternate X-Sub training (1) and test (3) subjects
-            w.writerow([f"S001C001P{1 + 2 * (i % 2):03d}R001A{i % 60 + 1:03d}_{i}", labels[i], 1, 1, 1,
-                        1 + 2 * (i % 2), 100, 1, i])
+        for i in range(clips):  # alternate X-Sub training (1) and test (3) subjects, or training only
+            subject = 1 if all_train else 1 + 2 * (i % 2)
+            w.writerow([f"S001C001P{subject:03d}R001A{i % 60 + 1:03d}_{i}", labels[i], 1, 1, 1, subject, 100, 1, i])
     (folder / MANIFEST).write_text(json.dumps({
         "format": FORMAT, "dataset": "ntu60", "classes": [str(i) for i in range(60)], "clips": clips,
         "rgb": {"frames": settings.frames_rgb, "height": settings.resolution, "width": settings.resolution,
@@ -115,8 +118,43 @@ def train_rate(device: torch.device, settings: Settings, batch: int, steps: int)
     return batch * steps / (time.perf_counter() - t0)
 
 
-def peak_rss_mb() -> float:
-    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+def _status_mb(pid: int | str, field: str) -> float:
+    """A memory field (VmRSS, VmHWM) of /proc/<pid>/status in MB; 0 if the process is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _children() -> list[str]:
+    pids: list[str] = []
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            pids += (task / "children").read_text().split()
+        except OSError:
+            pass
+    return pids
+
+
+class MemorySampler(threading.Thread):
+    """Samples the resident memory of this process and of its children (DataLoader workers) every 0.1 s.
+
+    ``ru_maxrss`` cannot be used here: Linux carries it across ``exec``, so a process started by
+    one that had trained a model would report that model's memory.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.stop, self.worker_peak, self.total_peak = threading.Event(), 0.0, 0.0
+
+    def run(self) -> None:
+        while not self.stop.wait(0.1):
+            workers = [_status_mb(pid, "VmRSS") for pid in _children()]
+            self.worker_peak = max([self.worker_peak, *workers])
+            self.total_peak = max(self.total_peak, _status_mb("self", "VmRSS") + sum(workers))
 
 
 def main() -> None:
@@ -130,8 +168,22 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=2)
     parser.add_argument("--big-gb", type=float, default=0.0, help="also iterate a prepared set of this many GB")
     parser.add_argument("--dir", default=None, help="where to write (default: a temporary folder)")
+    parser.add_argument("--iterate", default=None, help=argparse.SUPPRESS)  # internal: iterate one prepared folder
     args = parser.parse_args()
     settings = Settings(frames_rgb=args.frames, resolution=args.resolution, frames_skeleton=32, shard_size=256)
+    if args.iterate:
+        start = _status_mb("self", "VmRSS")
+        sampler = MemorySampler()
+        sampler.start()
+        t0 = time.perf_counter()
+        rate, n = read_all(Path(args.iterate), settings, 2, args.batch)
+        sampler.stop.set()
+        sampler.join()
+        print(f"iterated all {n} clips once, shuffled, 2 DataLoader workers: {rate:.1f} clips/s in "
+              f"{time.perf_counter() - t0:.0f}s. Resident memory: loading process {start:.0f} MB before "
+              f"(torch imported), peak {_status_mb('self', 'VmHWM'):.0f} MB; largest worker {sampler.worker_peak:.0f} MB; "
+              f"process + workers {sampler.total_peak:.0f} MB (shared library pages counted once per process)")
+        return
     base = Path(args.dir or tempfile.mkdtemp(prefix="robench-loader-"))
     device = select_device(args.device)
     print(f"cpu cores {os.cpu_count()}, torch threads {torch.get_num_threads()}, device {device_name(device)}")
@@ -149,13 +201,14 @@ def main() -> None:
             per_clip = 3 * args.frames * args.resolution ** 2 + 3 * 32 * 25 * 2 * 4
             clips = int(args.big_gb * 1e9 / per_clip)
             t0 = time.perf_counter()
-            gb = write_prepared(base / "big", clips, settings)
+            gb = write_prepared(base / "big", clips, settings, all_train=True)
             print(f"large prepared set: {clips} clips, {gb:.1f} GB written in {time.perf_counter() - t0:.0f}s "
                   f"(RAM: {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 1e9:.1f} GB)")
-            before = peak_rss_mb()
-            rate, n = read_all(base / "big", settings, 2, args.batch)
-            print(f"iterated {n} clips ({gb / 2:.1f} GB, the training half) at {rate:.1f} clips/s; peak RSS "
-                  f"{peak_rss_mb():.0f} MB (before iterating {before:.0f} MB)")
+            # iterate in a fresh process, so that its peak memory is the loader's alone
+            out = subprocess.run([sys.executable, __file__, "--iterate", str(base / "big"), "--frames", str(args.frames),
+                                  "--resolution", str(args.resolution), "--batch", str(args.batch)],
+                                 check=True, capture_output=True, text=True).stdout
+            print(out.strip())
     finally:
         if not args.dir:
             shutil.rmtree(base, ignore_errors=True)
