@@ -138,7 +138,7 @@ class Runner:
             try:
                 self.provider(plan, variant).check_available()  # fail before any work
             except DataError as exc:
-                problems.append(f"dataset '{variant}': {exc}")
+                problems.append(str(exc))
         if problems:
             profiles = protocol.data.get("profiles") or {}
             hint = (f"\nTo run this protocol on the built-in synthetic data instead: robench run {protocol.path} "

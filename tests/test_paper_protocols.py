@@ -96,3 +96,19 @@ def test_same_attack_same_parameters_across_tables() -> None:
         for aid, entry in load_protocol(name).variants["imigue"].attacks.items():
             key = f"{entry.attack.type}:{entry.label}"
             assert seen.setdefault(key, entry.attack) == entry.attack, (name, aid)
+
+
+def test_real_protocol_without_data_stops_before_any_work(tmp_path, monkeypatch, capsys) -> None:
+    from robench.cli import main
+    from robench.store import ResultsStore
+
+    monkeypatch.setenv("ROBENCH_DATA", str(tmp_path / "data"))
+    store = tmp_path / "r.sqlite"
+    assert main(["run", "table2", "--store", str(store), "--cache", str(tmp_path / "cache"), "--progress", "quiet"]) == 2
+    err = capsys.readouterr().err
+    for dataset in ("ntu60", "imigue"):  # every missing dataset, where robench looked, how to make it
+        assert f"dataset '{dataset}' is not prepared: no robench-dataset.json in {tmp_path / 'data' / dataset}" in err
+        assert f"robench prepare {dataset} --root" in err
+    assert "--profile synthetic" in err
+    assert not (tmp_path / "cache").exists()
+    assert ResultsStore(store).dataframe().empty
