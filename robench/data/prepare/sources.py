@@ -42,7 +42,7 @@ import numpy as np
 
 from robench.data.ntu import parse_name
 from robench.data.prepare.ntu import missing_skeletons, read_skeleton
-from robench.data.prepare.video import decode, resample, sample_indices, to_clip
+from robench.data.prepare.video import decode, resample, sample_indices, threaded, to_clip
 from robench.data.prepare.writer import READERS, ClipSource, Settings
 from robench.errors import DataError
 
@@ -129,8 +129,7 @@ def openpose_to_ntu(points: np.ndarray, height: float) -> np.ndarray:
 def decode_range(path: str, start: int, end: int, wanted: int) -> tuple[np.ndarray, int, int]:
     """``wanted`` frames spread over frames ``start..end`` (inclusive) of a video, and the video's height."""
     with av.open(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        stream = threaded(container.streams.video[0])
         height = stream.codec_context.height
         rate = float(stream.average_rate or 25)
         if start > 0 and stream.time_base is not None:  # jump to the keyframe before the clip

@@ -31,6 +31,18 @@ def resample(array: np.ndarray, count: int, axis: int) -> np.ndarray:
     return np.take(array, sample_indices(array.shape[axis], count), axis=axis)
 
 
+#: FFmpeg decoder threads per video: 0 lets FFmpeg use every core; preparation workers lower it
+#: to their share of the cores (see :func:`robench.data.prepare.writer.prepare_folder`)
+decoder_threads = 0
+
+
+def threaded(stream: av.video.stream.VideoStream) -> av.video.stream.VideoStream:
+    """``stream`` set to decode with frame and slice threads (:data:`decoder_threads` of them)."""
+    stream.thread_type = "AUTO"
+    stream.codec_context.thread_count = decoder_threads
+    return stream
+
+
 def decode(path: str | Path, wanted: int | None = None) -> tuple[np.ndarray, int]:
     """All frames (or ``wanted`` evenly spread ones) as ``uint8 [T, H, W, 3]``, and the clip's frame count.
 
@@ -38,8 +50,7 @@ def decode(path: str | Path, wanted: int | None = None) -> tuple[np.ndarray, int
     300-frame 1080p clip would otherwise hold 1.9 GB); otherwise every frame is decoded first.
     """
     with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        stream = threaded(container.streams.video[0])
         stated = int(stream.frames or 0)
         if wanted is not None and stated > 0:
             picks = sample_indices(stated, wanted)

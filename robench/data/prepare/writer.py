@@ -196,14 +196,19 @@ def _run(pending: list[tuple[int, ClipSource, Settings, str]], workers: int) -> 
             yield _work(job)
         return
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    with ctx.Pool(workers, initializer=_worker_init) as pool:
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ctx.Pool(workers, initializer=_worker_init, initargs=(threads,)) as pool:
         yield from pool.imap_unordered(_work, pending, chunksize=1)
 
 
-def _worker_init() -> None:
+def _worker_init(threads: int) -> None:
+    """Each worker's share of the cores: ``threads`` FFmpeg decoder threads, one torch thread."""
     import torch
 
-    torch.set_num_threads(1)  # one clip per core: parallel over clips, not inside one
+    from robench.data.prepare import video
+
+    torch.set_num_threads(1)  # parallel over clips, not inside one
+    video.decoder_threads = threads  # FFmpeg would otherwise start one thread per core in every worker
     _open.clear()
 
 
