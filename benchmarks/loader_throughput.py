@@ -40,6 +40,7 @@ from robench.data.prepare.writer import Settings, _allocate
 from robench.data.prepared import FORMAT, MANIFEST
 from robench.models import HCN, I3D, TwoStreamModel
 from robench.runtime import RuntimeOptions, device_name, select_device
+from timing import seconds_per_call
 
 
 def write_prepared(folder: Path, clips: int, settings: Settings, all_train: bool = False) -> float:
@@ -107,15 +108,7 @@ def train_rate(device: torch.device, settings: Settings, batch: int, steps: int)
         loss.backward()
         opt.step()
 
-    step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return batch * steps / (time.perf_counter() - t0)
+    return batch / seconds_per_call(step, device, steps)
 
 
 def _status_mb(pid: int | str, field: str) -> float:

@@ -11,13 +11,13 @@ about k + 1 training-step equivalents. Sizes: the quickstart's, and the paper's 
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 import torch.nn.functional as F
 
 from robench.models import HCN, I3D, TwoStreamModel
 from robench.runtime import device_name, select_device
+from timing import seconds_per_call
 
 SIZES = {
     # name: (i3d width, frames, resolution, hcn width, skeleton frames, window)
@@ -48,15 +48,7 @@ def bench(size: str, device: torch.device, batch: int, repeats: int) -> None:
         torch.autograd.grad(F.cross_entropy(model(leaves), y, reduction="sum"), list(leaves.values()))
 
     for name, fn in (("train step", train_step), ("attack step", attack_step)):
-        fn()  # warm-up
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(repeats):
-            fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        dt = (time.perf_counter() - t0) / repeats
+        dt = seconds_per_call(fn, device, repeats)
         print(f"{size:10s} {name:11s} batch {batch:3d}: {1000 * dt:8.1f} ms/batch  {batch / dt:8.1f} clips/s")
     params = sum(p.numel() for p in model.parameters())
     print(f"{size:10s} parameters: {params / 1e6:.2f} M")

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robench.data.base import MODALITIES, iterate_batches, to_model_inputs
+from robench.data.base import MODALITIES, batch_indices
 from robench.defenses.base import Defense, Inputs, LossOutput
 from robench.defenses.minsim import MinSim
 from robench.hashing import derive_seed
@@ -200,8 +200,8 @@ class ExFMem(Defense):
         model.eval()
         feats: dict[str, list[Tensor]] = {m: [] for m in self.modalities}
         with torch.no_grad():
-            for batch in iterate_batches(ctx.train_set, max(ctx.batch_size, 64), indices=idx):
-                out = model.run(to_model_inputs(batch, ctx.device, model.modalities), use_transforms=False)
+            for inputs, _ in ctx.batches(index=batch_indices(len(idx), max(ctx.batch_size, 64), indices=idx)):
+                out = model.run(inputs, use_transforms=False)
                 for m in self.modalities:
                     feats[m].append(out.raw_features[m])
         for m in self.modalities:

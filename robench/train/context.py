@@ -79,8 +79,12 @@ class TrainContext:
         finally:
             model.train(was_training)
 
-    def batches(self, shuffle: bool = True, generator: torch.Generator | None = None) -> Iterator[tuple[Inputs, Tensor]]:
-        """Training batches as ``(inputs on device, labels on device)``."""
-        index = batch_indices(len(self.train_set), self.batch_size, shuffle=shuffle, generator=generator)
+    def batches(self, shuffle: bool = True, generator: torch.Generator | None = None,
+                index: Sequence[Tensor] | None = None) -> Iterator[tuple[Inputs, Tensor]]:
+        """Training batches as ``(inputs on device, labels on device)``: an epoch of ``batch_size``
+        batches (shuffled with ``generator``), or the index batches ``index`` of the training set."""
+        if index is None:
+            index = batch_indices(len(self.train_set), self.batch_size, shuffle=shuffle, generator=generator)
         for batch in self.runtime.batches(self.train_set, index):
-            yield to_model_inputs(batch, self.device, self.modalities), batch["label"].to(self.device)
+            yield (to_model_inputs(batch, self.device, self.modalities),
+                   batch["label"].to(self.device, non_blocking=True))

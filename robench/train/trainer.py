@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from robench.data.base import ClipDataset, batch_indices, to_model_inputs
+from robench.data.base import ClipDataset, batch_indices
 from robench.errors import RobenchError
 from robench.hashing import derive_seed
 from robench.models.two_stream import TwoStreamModel
@@ -84,9 +84,7 @@ def run_epoch(model: TwoStreamModel, loss_fn: LossFn, ctx: TrainContext, opt: to
     steps = len(batches)
     total_loss, correct, seen, logs = 0.0, 0, 0, {}
     with progress.task(label, steps) as bar:
-        for i, batch in enumerate(ctx.runtime.batches(ctx.train_set, batches)):
-            inputs = to_model_inputs(batch, ctx.device, model.modalities)
-            labels = batch["label"].to(ctx.device, non_blocking=True)
+        for i, (inputs, labels) in enumerate(ctx.batches(index=batches)):
             with ctx.runtime.autocast(ctx.device):
                 out = loss_fn(model, inputs, labels, ctx)
             if not torch.isfinite(out.loss):
