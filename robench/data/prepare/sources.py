@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import csv
 import pickle
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -95,19 +96,19 @@ def find_ntu(root: Path, dataset: str, missing_list: Path | None = None) -> tupl
     skeletons = {p.name[: -len(".skeleton")]: p for p in root.rglob("*.skeleton")}
     videos = {p.name[: -len("_rgb.avi")]: p for p in root.rglob("*_rgb.avi")}
     missing = missing_skeletons(missing_list) if missing_list else set()
-    clips, skipped = [], {}
+    clips, skipped = [], Counter()
     for name in sorted(set(skeletons) | set(videos)):
         try:
             meta = parse_name(name)
         except ValueError:
-            skipped["not an NTU name"] = skipped.get("not an NTU name", 0) + 1
+            skipped["not an NTU name"] += 1
             continue
         if meta["setup"] > max_setup:
             continue
         reason = ("listed as missing skeleton" if name in missing else "no .skeleton file" if name not in skeletons
                   else "no _rgb.avi video" if name not in videos else None)
         if reason:
-            skipped[reason] = skipped.get(reason, 0) + 1
+            skipped[reason] += 1
             continue
         clips.append(ClipSource(name, meta["action"] - 1, "ntu",
                                 {"skeleton_path": str(skeletons[name]), "video_path": str(videos[name])},
@@ -169,20 +170,20 @@ def find_imigue(root: Path, label_base: int = 0) -> tuple[list[ClipSource], dict
     if not subjects_file.is_file():
         raise DataError(f"{subjects_file} not found: robench reads iMiGUE in the layout documented in "
                         "robench/data/prepare/sources.py (subjects.csv, labels/, skeletons/, videos/)")
-    clips, skipped = [], {}
+    clips, skipped = [], Counter()
     with open(subjects_file, newline="") as fh:
         videos = [(r["video"], r["subject"]) for r in csv.DictReader(fh)]
     for video, subject in videos:
         label_file, skel_file = root / "labels" / f"{video}.csv", root / "skeletons" / f"{video}.csv"
         video_file = next((p for ext in VIDEO_EXTENSIONS if (p := root / "videos" / f"{video}{ext}").is_file()), None)
         if not label_file.is_file():
-            skipped["no label file"] = skipped.get("no label file", 0) + 1
+            skipped["no label file"] += 1
             continue
         with open(label_file, newline="") as fh:
             segments = [r for r in csv.reader(fh) if r and r[0].strip()]
         if skel_file is None or not skel_file.is_file() or video_file is None:
             key = "no skeleton file" if not skel_file.is_file() else "no video"
-            skipped[key] = skipped.get(key, 0) + len(segments)
+            skipped[key] += len(segments)
             continue
         for k, (gesture, start, end) in enumerate(segments):
             clips.append(ClipSource(f"{video}_{k:04d}", int(gesture) - label_base, "imigue",
@@ -212,7 +213,12 @@ def load_skeleton_file(path: str | Path) -> np.ndarray:
         raise ValueError(f"skeleton array of shape {x.shape}; expected [3, T, V, M], [M, T, V, C] or [T, V, C]")
     if x.shape[0] == 3 and x.shape[-1] != 3:
         return x
-    return np.ascontiguousarray(x[..., :3].transpose(3, 1, 2, 0))  # [M, T, V, C] -> [C, T, V, M]
+    return _channels_first(x)
+
+
+def _channels_first(x: np.ndarray) -> np.ndarray:
+    """``[M, T, V, C]`` keypoints (PYSKL, MMAction2) as ``[C, T, V, M]``, keeping the first three channels."""
+    return np.ascontiguousarray(x[..., :3].transpose(3, 1, 2, 0))
 
 
 def find_pyskl(pickle_path: Path, video_dir: Path, dataset: str) -> tuple[list[ClipSource], dict[str, int]]:
@@ -223,20 +229,20 @@ def find_pyskl(pickle_path: Path, video_dir: Path, dataset: str) -> tuple[list[C
     for split, names in (data.get("split", {}) if isinstance(data, dict) else {}).items():
         for name in names:
             membership.setdefault(str(name), []).append(split)
-    clips, skipped = [], {}
+    clips, skipped = [], Counter()
     for ann in annotations:
         name = str(ann["frame_dir"])
         video = next((p for suffix in ("_rgb.avi", ".mp4", ".avi", ".mkv")
                       if (p := video_dir / f"{name}{suffix}").is_file()), None)
         if video is None:
-            skipped["no video"] = skipped.get("no video", 0) + 1
+            skipped["no video"] += 1
             continue
         kp = np.asarray(ann["keypoint"], dtype=np.float32)  # [M, T, V, C]
         meta: dict[str, Any] = {"splits": " ".join(sorted(membership.get(name, [])))}
         if dataset.startswith("ntu"):
             meta.update({k: v for k, v in parse_name(name).items() if k != "action"})
         clips.append(ClipSource(name, int(ann["label"]), "array_video",
-                                {"skeleton": kp[..., :3].transpose(3, 1, 2, 0), "video_path": str(video)}, meta))
+                                {"skeleton": _channels_first(kp), "video_path": str(video)}, meta))
     return clips, skipped
 
 
