@@ -6,9 +6,9 @@ L-inf budget and is registered by name: ``fgsm``, ``pgd``, ``cw``. Add your own 
 decorating it with ``@robench.register_attack("name")``.
 """
 
-from robench.attacks.base import Attack, IterativeAttack, attack_model, check_adversarial
+from robench.attacks.base import Attack, IterativeAttack, check_adversarial
 from robench.attacks.cw import CW
 from robench.attacks.fgsm import FGSM
 from robench.attacks.pgd import PGD
 
-__all__ = ["Attack", "CW", "FGSM", "IterativeAttack", "PGD", "attack_model", "check_adversarial"]
+__all__ = ["CW", "FGSM", "PGD", "Attack", "IterativeAttack", "check_adversarial"]

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from robench.errors import AttackCheckError
 from robench.hashing import derive_seed
+from robench.registry import Registrable
 
 Inputs = dict[str, Tensor]
 Bounds = Mapping[str, tuple[float, float] | None]
@@ -45,7 +46,7 @@ def _per_modality(value: float | Mapping[str, float], modalities: Sequence[str],
     return out
 
 
-class Attack(abc.ABC):
+class Attack(Registrable, abc.ABC):
     """An L-inf attack on some modalities of a multimodal classifier.
 
     Args:
@@ -61,8 +62,11 @@ class Attack(abc.ABC):
 
     #: arguments the harness fills from the cell (scenario, eps, threat model), not protocol keys
     harness_params: ClassVar[tuple[str, ...]] = ("modalities", "eps", "bounds")
+    #: parameters in input units: a protocol's threat ``scale`` multiplies them per modality, like eps
+    scaled_params: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, modalities: Sequence[str], eps: float | Mapping[str, float], bounds: Bounds | None = None) -> None:
+    def __init__(self, modalities: Sequence[str], eps: float | Mapping[str, float],
+                 bounds: Bounds | None = None) -> None:
         if not modalities:
             raise ValueError("an attack needs at least one modality to perturb")
         self.modalities = tuple(modalities)
@@ -96,11 +100,6 @@ class Attack(abc.ABC):
         rng = self.bounds.get(modality)
         return out.clamp(rng[0], rng[1]) if rng is not None else out
 
-    def describe(self) -> dict[str, Any]:
-        """Hyperparameters (JSON-serialisable), stored with every result."""
-        return {"modalities": list(self.modalities), "eps": dict(self.eps),
-                "bounds": {m: list(b) if b is not None else None for m, b in self.bounds.items() if m in self.eps}}
-
 
 def check_adversarial(
     clean: Inputs, adv: Inputs, eps: Mapping[str, float], bounds: Bounds, attack: str = "attack"
@@ -116,7 +115,8 @@ def check_adversarial(
     for m, x in clean.items():
         a = adv[m]
         if a.shape != x.shape or a.dtype != x.dtype:
-            raise AttackCheckError(f"{attack}: {m} changed shape/dtype {tuple(x.shape)}/{x.dtype} -> {tuple(a.shape)}/{a.dtype}")
+            raise AttackCheckError(f"{attack}: {m} changed shape/dtype {tuple(x.shape)}/{x.dtype} -> "
+                                   f"{tuple(a.shape)}/{a.dtype}")
         if m not in eps:
             if not torch.equal(a, x):
                 n = int((a != x).sum())
@@ -176,7 +176,6 @@ class IterativeAttack(Attack):
     depend on the rest of the batch (eval mode, i.e. BatchNorm using running statistics).
     """
 
-    #: parameters in input units: a protocol's threat ``scale`` multiplies them per modality
     scaled_params: ClassVar[tuple[str, ...]] = ("step_size",)
 
     def __init__(
@@ -192,21 +191,16 @@ class IterativeAttack(Attack):
         bounds: Bounds | None = None,
     ) -> None:
         super().__init__(modalities, eps, bounds)
-        if steps < 1 or restarts < 1:
-            raise ValueError(f"steps and restarts must be >= 1, got {steps}, {restarts}")
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        if restarts < 1:
+            raise ValueError(f"restarts must be >= 1, got {restarts}")
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
         self.step_size = _per_modality(step_size, self.modalities, "step_size")
         self.steps, self.random_start, self.restarts = int(steps), bool(random_start), int(restarts)
         self.loss_name, self.loss_fn = loss, LOSSES[loss]
         self.early_stop = bool(early_stop)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            **super().describe(), "step_size": dict(self.step_size), "steps": self.steps,
-            "random_start": self.random_start, "restarts": self.restarts, "loss": self.loss_name,
-            "early_stop": self.early_stop,
-        }
 
     def _start(self, x: Tensor, m: str, restart: int, sample_seeds: Tensor | None) -> Tensor:
         """Starting point of a restart: ``x``, or uniform noise in the ball.
@@ -302,13 +296,3 @@ class IterativeAttack(Attack):
                 best[m][better] = cur[m][better]
         return {**fixed, **best}
 
-
-def attack_model(model: nn.Module, attack: Attack, inputs: Inputs, labels: Tensor,
-                 sample_seeds: Tensor | None = None) -> Inputs:
-    """Run ``attack`` on ``model`` in eval mode, restoring the previous mode afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        return attack(model, inputs, labels, sample_seeds)
-    finally:
-        model.train(was_training)

@@ -41,6 +41,3 @@ class CW(IterativeAttack):
         super().__init__(modalities, eps, step_size, steps, random_start, restarts, "cw", early_stop, bounds)
         self.kappa = float(kappa)
         self.loss_fn = partial(cw_margin_loss, kappa=self.kappa)
-
-    def describe(self) -> dict[str, object]:
-        return {**super().describe(), "kappa": self.kappa}

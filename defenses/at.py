@@ -9,6 +9,7 @@ with XRS (both modalities perturbed jointly, Eq. 6-7). Unattacked modalities sta
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch.nn.functional as F
 from torch import Tensor
@@ -30,7 +31,7 @@ class AdversarialTraining(Defense):
     """
 
     modalities: list[str] = field(default_factory=lambda: ["rgb", "skeleton"])
-    uses_training_attack = True
+    uses_training_attack: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         bad = [m for m in self.modalities if m not in MODALITIES]

@@ -189,7 +189,8 @@ class ExFMem(Defense):
         if minsim is None:
             return LossOutput(ce, out.logits)
         cos = minsim.similarity(model, out).mean()
-        return LossOutput(ce + minsim.weight * cos, out.logits, {"loss_ce": float(ce.detach()), "cosine": float(cos.detach())})
+        return LossOutput(ce + minsim.weight * cos, out.logits,
+                          {"loss_ce": float(ce.detach()), "cosine": float(cos.detach())})
 
     def build_banks(self, model: TwoStreamModel, ctx: TrainContext) -> None:
         """Fill each bank with the pooled features of N training clips (a seeded random subset)."""
@@ -210,7 +211,8 @@ class ExFMem(Defense):
 
     def finalize(self, model: TwoStreamModel, ctx: TrainContext) -> None:
         self.build_banks(model, ctx)
-        ctx.log(f"exfmem: banks of {', '.join(f'{m} {tuple(model.feature_transforms[m].bank.shape)}' for m in self.modalities)}")
+        banks = ", ".join(f"{m} {tuple(model.feature_transforms[m].bank.shape)}" for m in self.modalities)
+        ctx.log(f"exfmem: banks of {banks}")
         if self.finetune_epochs and ctx.fit is not None:
             lr = self.finetune_lr if self.finetune_lr is not None else ctx.lr / 10
             ctx.fit(self.loss, self.finetune_epochs, "finetune", lr=lr)

@@ -78,7 +78,8 @@ class MinSim(Defense):
         out = model.run(inputs)
         ce = F.cross_entropy(out.logits, labels)
         cos = self.similarity(model, out).mean()
-        return LossOutput(ce + self.weight * cos, out.logits, {"loss_ce": float(ce.detach()), "cosine": float(cos.detach())})
+        return LossOutput(ce + self.weight * cos, out.logits,
+                          {"loss_ce": float(ce.detach()), "cosine": float(cos.detach())})
 
     def summary(self, model: TwoStreamModel) -> dict[str, Any]:
         return {"minsim": {"weight": self.weight, "projected": self.projected_modality(model),

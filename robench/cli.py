@@ -19,12 +19,20 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from robench import __version__
 from robench.errors import RobenchError
+
+if TYPE_CHECKING:  # the commands import these where they use them, so that the command line starts fast
+    from robench.plan import Cell, ModelJob
+    from robench.protocol import Protocol
+    from robench.runner import PlanStatus
+    from robench.store import ResultsStore
 
 DEFAULT_STORE = "results/robench.sqlite"
 LIST_KINDS = ("defenses", "attacks", "datasets", "backbones", "protocols")
@@ -43,7 +51,7 @@ def _cache_dir(args: argparse.Namespace) -> Path:
     return Path(explicit) if explicit else _store_path(args).parent / "cache"
 
 
-def _load_all(args: argparse.Namespace) -> list:  # -> list[Protocol]
+def _load_all(args: argparse.Namespace) -> list[Protocol]:
     from robench.protocol import load_protocol
 
     return [load_protocol(p, args.set or [], args.profile) for p in args.protocol]
@@ -54,8 +62,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     for protocol in _load_all(args):
         plan = make_plan(protocol)
-        out.print(f"[green]ok[/]: {protocol.path}: protocol '{protocol.name}' with {len(protocol.variants)} dataset(s), "
-                  f"{len(plan.models)} model(s) to train, {len(plan.cells)} cell(s), {len(protocol.tables)} table(s), "
+        out.print(f"[green]ok[/]: {protocol.path}: protocol '{protocol.name}' with "
+                  f"{len(protocol.variants)} dataset(s), {len(plan.models)} model(s) to train, "
+                  f"{len(plan.cells)} cell(s), {len(protocol.tables)} table(s), "
                   f"{len(protocol.figures)} figure(s), {len(protocol.claims)} claim(s)")
     return 0
 
@@ -64,41 +73,46 @@ def cmd_run(args: argparse.Namespace) -> int:
     from robench.plan import make_plan
     from robench.progress import Progress
     from robench.runner import Runner, plan_status
-    from robench.runtime import select_device
+    from robench.runtime import RuntimeOptions, select_device
     from robench.store import ResultsStore
     from robench.train.cache import ModelCache
 
+    for flag, value, least in (("--threads", args.threads, 1), ("--workers", args.workers, 0)):
+        if value is not None and value < least:
+            raise RobenchError(f"run {flag} {value}: allowed: an integer >= {least}")
+    if _cache_dir(args).exists() and not _cache_dir(args).is_dir():
+        raise RobenchError(f"model cache {_cache_dir(args)} is a file, not a folder; pass --cache a folder")
     protocols = _load_all(args)
+    device = select_device(args.device)
+    runtime = RuntimeOptions.for_device(device, args.amp, args.channels_last, args.workers, args.tf32)
     store = ResultsStore(_store_path(args))
     cache = ModelCache(_cache_dir(args))
     if args.dry_run:
-        _print_plans([plan_status(make_plan(p), store, cache) for p in protocols], store)
+        _print_plans([plan_status(make_plan(p, runtime.precision), store, cache) for p in protocols], store)
         return 0
-    device = select_device(args.device)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    from robench.runtime import RuntimeOptions
-
-    runtime = RuntimeOptions.for_device(device, args.amp, args.channels_last, args.workers)
     with Progress(args.progress) as progress:
         runner = Runner(store, cache, device, progress, _cache_dir(args) / "data", runtime)
         for protocol in protocols:
             progress.log(f"robench {__version__}: protocol '{protocol.name}' on {device}; store {store.path}")
             summary = runner.run(protocol, args.set or [])
-            out.print(f"[green]done[/] {protocol.name}: {summary.cells_written} cell(s) written, {summary.cells_skipped} "
-                      f"already stored; {len(summary.models_trained)} model(s) trained, {len(summary.models_loaded)} loaded "
-                      f"from cache; {summary.seconds:.1f}s.")
+            if summary.adopted.models or summary.adopted.cells:
+                out.print(f"robench: {summary.adopted.message()}")
+            out.print(f"[green]done[/] {protocol.name}: {summary.cells_written} cell(s) written, "
+                      f"{summary.cells_skipped} already stored; {len(summary.models_trained)} model(s) trained, "
+                      f"{len(summary.models_loaded)} loaded from cache; {summary.seconds:.1f}s.")
     out.print("Render with: robench report --format markdown" + (f" --store {args.store}" if args.store else ""))
     return 0
 
 
-def _print_plans(statuses: list, store) -> None:  # statuses: list[PlanStatus]
+def _print_plans(statuses: list[PlanStatus], store: ResultsStore) -> None:
     """The union of several plans: each model and cell once, with the protocols that need it."""
     users: dict[str, list[str]] = {}
-    jobs: dict[str, object] = {}
-    cells: dict[str, object] = {}
+    jobs: dict[str, ModelJob] = {}
+    cells: dict[str, Cell] = {}
     needed: set[str] = set()
     cached: set[str] = set()
     stored: set[str] = set()
@@ -112,7 +126,8 @@ def _print_plans(statuses: list, store) -> None:  # statuses: list[PlanStatus]
         stored |= st.stored
     title = "plan of " + ", ".join(f"'{st.plan.protocol.name}'" for st in statuses) + f" (store {store.path})"
     table = Table(title=title)
-    for col in ("dataset", "rows (defense ids)", "seed", "model id", "model", "cells stored", "cells to run", "protocols"):
+    for col in ("dataset", "rows (defense ids)", "seed", "model id", "model", "cells stored", "cells to run",
+                "protocols"):
         table.add_column(col)
     for mid, job in jobs.items():
         mine = [c for c in cells.values() if c.model_id == mid]
@@ -142,8 +157,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not path.exists():
         raise RobenchError(f"results store {path} does not exist; run a protocol first (robench run ...)")
     target = Path(args.out) if args.out else None
+    if target is not None and target.is_dir():
+        raise RobenchError(f"report --out {target} is a directory; give a file name, e.g. {target / 'index.html'}")
     figure_dir = (target.parent if target else path.parent) / "figures"
-    report = build_report(ResultsStore(path), args.protocol or None, figure_dir)
+    store = ResultsStore(path)
+    if not args.protocol and not store.latest_runs():
+        raise RobenchError(f"results store {path} holds no runs yet; run a protocol first (robench run PROTOCOL "
+                           f"--store {path})")
+    report = build_report(store, args.protocol or None, figure_dir)
     text = render(report, args.format, target)
     if target is not None:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -156,7 +177,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from robench.data.prepare import Settings, prepare
 
@@ -169,9 +197,11 @@ def cmd_prepare(args: argparse.Namespace) -> int:
                           missing_skeletons=args.missing_skeletons, pickle=args.pickle, videos=args.videos,
                           dataset=args.dataset, manifest=args.manifest, label_base=args.label_base, limit=args.limit,
                           progress=lambda done, total: bar.update(task, completed=done, total=total))
-    out.print(f"[green]prepared[/] {args.out}: {summary.line()}; {summary.seconds:.1f}s with {workers} worker(s)")
+    named = f"; skipped clips are named in {Path(args.out) / 'prepare-skipped.csv'}" if summary.skipped_clips else ""
+    out.print(f"[green]prepared[/] {escape(str(args.out))}: {escape(summary.line())}; {summary.seconds:.1f}s with "
+              f"{workers} worker(s){escape(named)}")
     for clip, reason in summary.failed[:20]:
-        out.print(f"  failed: {clip}: {reason}")
+        out.print(f"  failed: {escape(clip)}: {escape(reason)}")
     if len(summary.failed) > 20:
         out.print(f"  ... {len(summary.failed) - 20} more in {Path(args.out) / 'prepare-failures.csv'}")
     return 0
@@ -233,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--amp", choices=("auto", "on", "off"), default="auto",
                    help="bfloat16 mixed precision (auto: on with CUDA, off on the CPU)")
+    p.add_argument("--tf32", choices=("auto", "on", "off"), default="auto",
+                   help="TF32 tensor cores for fp32 matmuls and convolutions (auto: on with CUDA; part of result ids)")
     p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
                    help="channels-last memory format for I3D (auto: on with CUDA)")
     p.add_argument("--workers", type=int, help="data-loading worker processes (default: 8 with CUDA, 0 on the CPU)")
@@ -283,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except RobenchError as exc:
-        err.print(f"[bold red]robench: error:[/] {exc}", markup=True, highlight=False)
+        err.print(f"[bold red]robench: error:[/] {escape(str(exc))}", markup=True, highlight=False)
         return 2
     except KeyboardInterrupt:
         err.print("robench: interrupted; finished cells are stored, run the same command again to resume")

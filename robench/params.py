@@ -22,7 +22,11 @@ from typing import Any
 
 from robench.errors import ProtocolError
 
-_FRACTION = re.compile(r"^\s*([-+]?\d+(?:\.\d*)?(?:e[-+]?\d+)?)\s*/\s*(\d+(?:\.\d*)?)\s*(?:\*\s*(\d+(?:\.\d*)?))?\s*$", re.I)
+_FRACTION = re.compile(
+    r"^\s*([-+]?\d+(?:\.\d*)?(?:e[-+]?\d+)?)"  # numerator
+    r"\s*/\s*(\d+(?:\.\d*)?)"  # / denominator
+    r"\s*(?:\*\s*(\d+(?:\.\d*)?))?\s*$",  # optional * multiplier
+    re.I)
 
 
 def parse_number(value: Any) -> float:

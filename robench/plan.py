@@ -1,34 +1,42 @@
 """Protocol -> plan: the unique models to train and the unique result cells to evaluate.
 
 A **model job** is keyed by a content hash of everything that determines the trained weights:
-dataset and its parameters, backbones and their parameters, the training settings (the training
-attack only for defenses that use one), the defense and its parameters, and the seed. Two
-protocols (or two rows of one protocol) that need the same model share its id, so it is trained once.
+the identities (:mod:`robench.identity`: name, every parameter, code version) of the dataset, the
+backbones and the defense, the training settings (the training attack only for defenses that
+declare ``uses_training_attack``), the seed and the training precision. Two protocols (or two rows
+of one protocol) that need the same model share its id, so it is trained once.
 
-A **cell** is one number of a table: (model, attack with all its parameters, scenario, eps,
-evaluation subset). It is keyed the same way, so a cell already in the results store is never
-recomputed, whichever protocol asked for it first.
+A **cell** is one number of a table: (model, attack identity, scenario, eps, evaluation subset,
+evaluation precision). It is keyed the same way, so a cell already in the results store is never
+recomputed, whichever protocol asked for it first, and never reused when anything differs.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from robench.errors import ProtocolError
 from robench.hashing import content_hash
+from robench.identity import FP32, Precision, component_identity
 from robench.params import full_params
-from robench.protocol.schema import SCENARIOS, Component, DefenseEntry, EvaluationConfig, Protocol, ThreatConfig, Variant
+from robench.protocol.schema import (
+    Component,
+    DefenseEntry,
+    EvaluationConfig,
+    Protocol,
+    ThreatConfig,
+    Variant,
+)
 from robench.registry import ATTACKS, BACKBONES, DATASETS, DEFENSES
+from robench.scenarios import SCENARIOS
 
-#: bump when a change to training code changes what a given model spec produces
-MODEL_FORMAT = 1
-#: bump when a change to evaluation code changes what a given cell spec produces
-CELL_FORMAT = 1
+#: bump when a change to robench's generic training code changes what a given model spec produces
+#: (2: the identity rule of :mod:`robench.identity`, with code versions and precision)
+MODEL_FORMAT = 2
+#: bump when a change to robench's generic evaluation code changes what a given cell spec produces
+CELL_FORMAT = 2
 
 
 @dataclass
@@ -50,6 +58,7 @@ class ModelJob:
         backbones: ``{modality: Component}`` with input sizes filled in from the dataset.
         num_classes: classes of the dataset.
         threat: the threat model's units (scales training-attack radii and step sizes per modality).
+        precision: the numeric precision it is trained in (part of :attr:`spec`).
     """
 
     id: str
@@ -64,6 +73,7 @@ class ModelJob:
     backbones: dict[str, Component]
     num_classes: int
     threat: ThreatConfig = field(default_factory=ThreatConfig)
+    precision: Precision = FP32
 
     @property
     def label(self) -> str:
@@ -89,6 +99,25 @@ class Cell:
     spec: dict[str, Any]
 
 
+class CellKey(NamedTuple):
+    """Where a cell sits in a protocol: a row (defense id) of a dataset, under an attack, scenario and eps."""
+
+    variant: str
+    defense: str
+    seed: int
+    attack: str | None  # None for clean
+    scenario: str
+    eps: float  # nominal radius, rounded to 12 decimals (0 for clean)
+
+
+class ModelKey(NamedTuple):
+    """Where a model sits in a protocol: the row (defense id) of a dataset, for one seed."""
+
+    variant: str
+    defense: str
+    seed: int
+
+
 @dataclass
 class Plan:
     """All work a protocol needs, deduplicated."""
@@ -96,21 +125,15 @@ class Plan:
     protocol: Protocol
     models: dict[str, ModelJob]
     cells: dict[str, Cell]
-    #: (variant, defense id, seed, attack id or None, scenario, eps) -> cell id
-    index: dict[tuple[str, str, int, str | None, str, float], str]
-    #: (variant, defense id, seed) -> model id
-    model_index: dict[tuple[str, str, int], str]
+    #: where each table entry's cell is: (variant, defense id, seed, attack id, scenario, eps) -> cell id
+    index: dict[CellKey, str]
+    #: which model serves each row: (variant, defense id, seed) -> model id
+    model_index: dict[ModelKey, str]
     #: variant -> the dataset provider's description (classes, clip counts, ...)
     datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def cells_of(self, model_id: str) -> list[Cell]:
         return [c for c in self.cells.values() if c.model_id == model_id]
-
-    def cell_id(self, variant: str, defense: str, seed: int, attack: str | None, scenario: str,
-                eps: float) -> str | None:
-        if scenario == "clean":
-            attack, eps = None, 0.0
-        return self.index.get((variant, defense, seed, attack, scenario, round(eps, 12)))
 
 
 def _fill_input_sizes(variant: Variant, model: dict[str, Component], shapes: dict[str, tuple[int, ...]],
@@ -119,12 +142,11 @@ def _fill_input_sizes(variant: Variant, model: dict[str, Component], shapes: dic
     out = {}
     for m, comp in model.items():
         cls = BACKBONES.get(comp.type)
-        derive = getattr(cls, "input_size_params", {})
         params = dict(comp.params)
         if m not in shapes:
             raise ProtocolError(where, f"model.{m}", comp.type, f"modalities the dataset provides: {sorted(shapes)}")
-        for name, index in derive.items():
-            value = shapes[m][index]
+        for name, axis in cls.input_size_params.items():
+            value = shapes[m][axis]
             if name in params and params[name] != value:
                 raise ProtocolError(where, f"model.{m}.{name}", params[name],
                                     f"{value} (dataset '{variant.id}' gives {m} clips of shape {shapes[m]})",
@@ -134,89 +156,87 @@ def _fill_input_sizes(variant: Variant, model: dict[str, Component], shapes: dic
     return out
 
 
-def make_plan(protocol: Protocol) -> Plan:
-    """Expand a validated protocol into deduplicated model jobs and cells."""
+def make_plan(protocol: Protocol, precision: Precision = FP32) -> Plan:
+    """Expand a validated protocol into deduplicated model jobs and cells.
+
+    ``precision`` is the numeric precision the run trains and evaluates in (fp32 on the CPU,
+    bf16 autocast and TF32 on CUDA by default): part of every model and cell id.
+    """
     models: dict[str, ModelJob] = {}
     cells: dict[str, Cell] = {}
-    index: dict[tuple[str, str, int, str | None, str, float], str] = {}
-    model_index: dict[tuple[str, str, int], str] = {}
+    index: dict[CellKey, str] = {}
+    model_index: dict[ModelKey, str] = {}
     datasets: dict[str, dict[str, Any]] = {}
     where = str(protocol.path)
     for variant in protocol.variants.values():
         provider = DATASETS.build(variant.dataset.type, **variant.dataset.params)
         datasets[variant.id] = provider.describe()
         shapes = provider.input_shapes()
-        ds_cls = DATASETS.get(variant.dataset.type)
-        where_params = ("cache_dir", *getattr(ds_cls, "location_params", ()))  # where the data is, not what it is
-        dataset_spec = {"name": variant.dataset.type, "params": full_params(ds_cls, variant.dataset.params, where_params)}
+        dataset_identity = component_identity(DATASETS, variant.dataset, where=where, key="dataset")
         for entry in variant.defenses.values():
             backbones = _fill_input_sizes(variant, entry.model, shapes, where)
+            backbone_identity = {m: component_identity(BACKBONES, c, where=where, key=f"model.{m}")
+                                 for m, c in backbones.items()}
+            row = _Row(variant, entry, backbones, dataset_identity, backbone_identity, provider.num_classes, precision)
             for seed in protocol.seeds:
-
-                def add_job(defense: Component) -> ModelJob:
-                    """The job training ``defense`` (and, first, the job of the model it derives from)."""
-                    built = DEFENSES.build(defense.type, **defense.params)
-                    derived = built.derives_from()
-                    base = add_job(Component(derived[0], dict(derived[1]))) if derived else None
-                    uses_attack = bool(getattr(built, "uses_training_attack", False))
-                    spec = {
-                        "format": MODEL_FORMAT,
-                        "dataset": dataset_spec,
-                        "num_classes": provider.num_classes,
-                        "model": {m: {"backbone": c.type, "params": _identity_params(c, f"model.{m}", where)}
-                                  for m, c in backbones.items()},
-                        "training": entry.training.identity(with_attack=uses_attack),
-                        "defense": {"type": defense.type, "params": built.describe()},
-                        "seed": seed,
-                    }
-                    if uses_attack:
-                        spec["threat"] = {"scale": {m: variant.threat.scale[m] for m in backbones},
-                                          "bounds": {m: variant.threat.bounds[m] for m in backbones}}
-                    if base is not None:
-                        spec["base"] = base.id
-                    mid = content_hash(spec)
-                    if mid not in models:
-                        models[mid] = ModelJob(mid, spec, variant.id, [], seed, entry, defense,
-                                               base.id if base else None, variant.dataset, backbones,
-                                               provider.num_classes, variant.threat)
-                    return models[mid]
-
-                job = add_job(entry.defense)
+                job = _add_job(models, row, entry.defense, seed)
                 if entry.id not in job.defense_ids:
                     job.defense_ids.append(entry.id)
-                model_index[(variant.id, entry.id, seed)] = job.id
-                for key, cell in _cells_for(job.id, variant, backbones, seed):
+                model_index[ModelKey(variant.id, entry.id, seed)] = job.id
+                for key, cell in _cells_for(job.id, variant, backbones, seed, precision):
                     cells.setdefault(cell.id, cell)
-                    index[(variant.id, entry.id, seed, *key)] = cell.id
+                    index[CellKey(variant.id, entry.id, seed, *key)] = cell.id
     return Plan(protocol, models, cells, index, model_index, datasets)
 
 
-@lru_cache(maxsize=64)
-def _file_digest(path: str, mtime_ns: int, size: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return "sha256:" + digest.hexdigest()
+@dataclass(frozen=True)
+class _Row:
+    """What the models of one protocol row (a defense entry of one dataset) share."""
+
+    variant: Variant
+    entry: DefenseEntry
+    backbones: dict[str, Component]
+    dataset_identity: dict[str, Any]
+    backbone_identity: dict[str, dict[str, Any]]
+    num_classes: int
+    precision: Precision
 
 
-def _identity_params(comp: Component, key: str, where: str) -> dict[str, Any]:
-    """A component's parameters as they determine a model: files (e.g. a checkpoint) by content, not by path."""
-    params = dict(comp.params)
-    for name in getattr(BACKBONES.get(comp.type), "file_params", ()):
-        value = params.get(name)
-        if value is None:
-            params.pop(name, None)  # no file: the id stays what it was before the parameter existed
-        elif value:
-            path = Path(str(value)).expanduser()
-            if not path.is_file():
-                raise ProtocolError(where, f"{key}.{name}", str(value), "an existing file")
-            st = path.stat()
-            params[name] = _file_digest(str(path.resolve()), st.st_mtime_ns, st.st_size)
-    return params
+def _add_job(models: dict[str, ModelJob], row: _Row, defense: Component, seed: int) -> ModelJob:
+    """The job training ``defense`` for ``row`` (after, first, the job of the model it derives from)."""
+    cls = DEFENSES.get(defense.type)
+    derived = DEFENSES.build(defense.type, **defense.params).derives_from()
+    base = _add_job(models, row, Component(derived[0], dict(derived[1])), seed) if derived else None
+    cfg = row.entry.training
+    training = cfg.identity()
+    if cls.uses_training_attack:
+        harness = ATTACKS.get(cfg.attack.type).harness_params
+        attack = Component(cfg.attack.type, {k: v for k, v in cfg.attack.params.items() if k not in harness})
+        training["attack"] = {**component_identity(ATTACKS, attack), "eps": cfg.attack_eps}
+    spec: dict[str, Any] = {
+        "format": MODEL_FORMAT,
+        "dataset": row.dataset_identity,
+        "num_classes": row.num_classes,
+        "model": row.backbone_identity,
+        "training": training,
+        "defense": component_identity(DEFENSES, defense),
+        "seed": seed,
+        "precision": row.precision.identity(),
+    }
+    threat = row.variant.threat
+    if cls.uses_training_attack:
+        spec["threat"] = {"scale": {m: threat.scale[m] for m in row.backbones},
+                          "bounds": {m: threat.bounds[m] for m in row.backbones}}
+    if base is not None:
+        spec["base"] = base.id
+    mid = content_hash(spec)
+    if mid not in models:
+        models[mid] = ModelJob(mid, spec, row.variant.id, [], seed, row.entry, defense, base.id if base else None,
+                               row.variant.dataset, row.backbones, row.num_classes, threat, row.precision)
+    return models[mid]
 
 
-def _cells_for(model_id: str, variant: Variant, backbones: dict[str, Component], seed: int
+def _cells_for(model_id: str, variant: Variant, backbones: dict[str, Component], seed: int, precision: Precision
                ) -> Iterable[tuple[tuple[str | None, str, float], Cell]]:
     ev = variant.evaluation
     ev_spec = {"split": ev.split, "max_samples": ev.max_samples, "seed": ev.seed}
@@ -225,15 +245,17 @@ def _cells_for(model_id: str, variant: Variant, backbones: dict[str, Component],
         if any(m not in backbones for m in attacked):
             continue  # e.g. an RGB attack on a skeleton-only model
         if not attacked:
-            spec = {"format": CELL_FORMAT, "model": model_id, "scenario": "clean", "attack": None, "evaluation": ev_spec}
+            spec = {"format": CELL_FORMAT, "model": model_id, "scenario": "clean", "attack": None,
+                    "evaluation": ev_spec, "precision": precision.identity()}
             yield (None, "clean", 0.0), Cell(content_hash(spec), model_id, variant.id, "clean", None, None, {}, 0.0,
                                              seed, ev, spec)
             continue
         for aid, entry in variant.attacks.items():
             for eps in entry.eps:
                 params = variant.threat.attack_kwargs(entry.attack, attacked, eps)
-                described = ATTACKS.build(entry.attack.type, **params).describe()
-                spec = {"format": CELL_FORMAT, "model": model_id, "scenario": scenario,
-                        "attack": {"type": entry.attack.type, "params": described}, "evaluation": ev_spec}
+                attack_identity = component_identity(ATTACKS, Component(entry.attack.type, params))
+                spec = {"format": CELL_FORMAT, "model": model_id, "scenario": scenario, "attack": attack_identity,
+                        "evaluation": ev_spec, "precision": precision.identity()}
                 yield (aid, scenario, round(eps, 12)), Cell(
-                    content_hash(spec), model_id, variant.id, scenario, aid, entry.attack.type, params, eps, seed, ev, spec)
+                    content_hash(spec), model_id, variant.id, scenario, aid, entry.attack.type, params, eps, seed, ev,
+                    spec)

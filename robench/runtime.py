@@ -16,13 +16,17 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from robench.errors import RobenchError
+from robench.identity import Precision
+
+if TYPE_CHECKING:
+    from robench.models.two_stream import TwoStreamModel
 
 
 def select_device(name: str | None = None) -> torch.device:
@@ -50,11 +54,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def configure(device: torch.device) -> None:
-    """Per-run settings: deterministic kernels on CPU, TF32 matmuls on CUDA."""
+def configure(device: torch.device, tf32: bool = False) -> None:
+    """Per-run settings: TF32 matmuls and convolutions on CUDA only when ``tf32`` (part of result ids)."""
     if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
         torch.backends.cudnn.benchmark = True
 
 
@@ -88,22 +92,31 @@ class RuntimeOptions:
 
     Attributes:
         amp: automatic mixed precision in bfloat16 for forward passes (training and attacks).
+        tf32: TF32 tensor cores for fp32 matmuls and convolutions (CUDA).
         channels_last: channels-last memory format for the 3D convolutions of RGB backbones.
         workers: DataLoader worker processes reading batches (0 = read in the main process).
         pin_memory: page-locked host buffers for asynchronous copies to the GPU.
 
     :meth:`for_device` turns all of it on for CUDA and off on the CPU (where bf16 autocast and
     channels-last are slower or only partly supported, and reading is fast enough inline).
+    ``amp`` and ``tf32`` change results, so they are part of every model and cell id
+    (:attr:`precision`); the others do not.
     """
 
     amp: bool = False
+    tf32: bool = False
     channels_last: bool = False
     workers: int = 0
     pin_memory: bool = False
 
+    @property
+    def precision(self) -> Precision:
+        """The numeric precision these options compute in (part of model and cell ids)."""
+        return Precision("bf16" if self.amp else None, self.tf32)
+
     @classmethod
     def for_device(cls, device: torch.device, amp: str = "auto", channels_last: str = "auto",
-                   workers: int | None = None) -> RuntimeOptions:
+                   workers: int | None = None, tf32: str = "auto") -> RuntimeOptions:
         cuda = device.type == "cuda"
 
         def pick(value: str, default: bool) -> bool:
@@ -112,7 +125,9 @@ class RuntimeOptions:
             return default if value == "auto" else value == "on"
 
         bf16 = cuda and torch.cuda.is_bf16_supported()
-        return cls(amp=pick(amp, bf16), channels_last=pick(channels_last, cuda),
+        if pick(tf32, cuda) and not cuda:
+            raise RobenchError("--tf32 on needs a CUDA device (TF32 is a property of NVIDIA tensor cores)")
+        return cls(amp=pick(amp, bf16), tf32=pick(tf32, cuda), channels_last=pick(channels_last, cuda),
                    workers=workers if workers is not None else (min(8, os.cpu_count() or 1) if cuda else 0),
                    pin_memory=cuda)
 
@@ -120,11 +135,12 @@ class RuntimeOptions:
         """bfloat16 autocast around a forward pass when ``amp`` is on (a no-op context otherwise)."""
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=self.amp)
 
-    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+    def prepare_model(self, model: TwoStreamModel) -> TwoStreamModel:
         """Switch RGB backbones to channels-last 3D memory format when asked."""
         if self.channels_last:
-            for backbone in getattr(model, "backbones", {}).values():
-                if getattr(backbone, "modality", "") == "rgb":
+            for m in model.modalities:
+                backbone = model.backbone(m)
+                if backbone.modality == "rgb":
                     backbone.to(memory_format=torch.channels_last_3d)
                     backbone.channels_last = True
         return model

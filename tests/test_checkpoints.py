@@ -94,7 +94,7 @@ def test_mismatched_checkpoints_are_refused_with_the_keys_named(tmp_path: Path) 
 
     i3d_into_hcn = tmp_path / "i3d.pt"
     torch.save(I3D(**I3D_SIZE).state_dict(), i3d_into_hcn)
-    with pytest.raises(RobenchError, match="missing.*unexpected"):
+    with pytest.raises(RobenchError, match=r"missing.*unexpected"):
         HCN(**HCN_SIZE, checkpoint=str(i3d_into_hcn))
 
     not_weights = tmp_path / "notes.pt"

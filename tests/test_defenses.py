@@ -40,10 +40,11 @@ class FixedPerturbation:
 
 
 def real_context(train_set=None) -> TrainContext:
+    """The context of a defense that declared ``uses_training_attack`` (AT, AMR)."""
     return TrainContext(device=torch.device("cpu"), train_set=train_set, batch_size=4, epochs=1, lr=0.01,
                         attack=Component("pgd", {"steps": 2, "step_size": 4 / 255, "random_start": True,
                                                  "early_stop": False}),
-                        attack_eps=8 / 255, threat=ThreatConfig(), seed=0)
+                        attack_eps=8 / 255, threat=ThreatConfig(), seed=0, uses_training_attack=True)
 
 
 # -- AMR -------------------------------------------------------------------------------------------
@@ -100,7 +101,7 @@ def test_amr_loss_equals_formula_by_hand() -> None:
 
     adv = ctx.adversarial(model, x, y, ["rgb", "skeleton"])
     captured: dict[int, torch.Tensor] = {}
-    hooks = [w.register_forward_hook(lambda mod, inp, out, key=id(w): captured.__setitem__(key, out))
+    hooks = [w.register_forward_hook(lambda mod, inp, out, w=w: captured.__setitem__(id(w), out))
              for pair in amr.weights(model) for w in pair]
     adv_logits = model(adv)
     for h in hooks:
@@ -267,7 +268,7 @@ def test_ista_respects_the_iteration_cap_and_is_per_sample() -> None:
     torch.manual_seed(2)
     bank, f = torch.randn(16, 40), torch.randn(4, 16)
     step = 1.0 / float(torch.linalg.matrix_norm(bank, ord=2)) ** 2
-    h, its = ista(f, bank, 0.1, step, tol=0.0, max_iter=7)
+    _, its = ista(f, bank, 0.1, step, tol=0.0, max_iter=7)
     assert its.tolist() == [7, 7, 7, 7]
     full, its_full = ista(f, bank, 0.1, step, tol=8e-4, max_iter=2000)
     for i in range(4):  # a sample's code does not depend on the rest of the batch
@@ -319,7 +320,8 @@ def test_exfmem_builds_banks_from_training_features() -> None:
     # the bank's columns are the raw pooled features of 8 training clips
     model.eval()
     with torch.no_grad():
-        feats = model.run({"rgb": train.rgb.float() / 255, "skeleton": train.skeleton}, use_transforms=False).raw_features
+        feats = model.run({"rgb": train.rgb.float() / 255, "skeleton": train.skeleton},
+                          use_transforms=False).raw_features
     bank_cols = model.feature_transforms["skeleton"].bank.T
     assert all(torch.isclose(feats["skeleton"], col, atol=1e-5).all(1).any() for col in bank_cols)
     summary = ex.summary(model)

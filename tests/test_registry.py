@@ -115,7 +115,7 @@ def test_plugin_file_registers_through_decorator(tmp_path: Path) -> None:
 def test_broken_plugin_file_reports_the_file(tmp_path: Path) -> None:
     plugin = tmp_path / "broken.py"
     plugin.write_text("raise RuntimeError('boom')\n")
-    with pytest.raises(RobenchError, match="broken.py failed to import: RuntimeError: boom"):
+    with pytest.raises(RobenchError, match=r"broken\.py failed to import: RuntimeError: boom"):
         load_plugin_file(plugin)
     with pytest.raises(RobenchError, match="not found"):
         load_plugin_file(tmp_path / "missing.py")

@@ -23,13 +23,15 @@ key            dtype, shape               meaning
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
+
+from robench.registry import Registrable
 
 Batch = dict[str, Tensor]
 MODALITIES: tuple[str, ...] = ("rgb", "skeleton")
@@ -89,14 +91,8 @@ class TensorClipDataset(ClipDataset):
     def get_batch(self, indices: Tensor) -> Batch:
         return {"rgb": self.rgb[indices], "skeleton": self.skeleton[indices], "label": self.label[indices]}
 
-    def subset(self, indices: Tensor) -> TensorClipDataset:
-        return TensorClipDataset(
-            self.rgb[indices], self.skeleton[indices], self.label[indices], self.class_names,
-            {k: v[indices] for k, v in self.meta.items()},
-        )
 
-
-class DatasetProvider(abc.ABC):
+class DatasetProvider(Registrable, abc.ABC):
     """What the ``datasets`` registry holds: built from protocol parameters, returns splits.
 
     Subclasses take their parameters as keyword arguments (validated against the signature
@@ -104,7 +100,9 @@ class DatasetProvider(abc.ABC):
     """
 
     #: names of the splits :meth:`split` accepts; "train" and "test" are what the runner uses
-    split_names: tuple[str, ...] = ("train", "test")
+    split_names: ClassVar[tuple[str, ...]] = ("train", "test")
+    harness_params: ClassVar[tuple[str, ...]] = ("cache_dir",)
+    location_params: ClassVar[tuple[str, ...]] = ("cache_dir",)
 
     def __init__(self, cache_dir: Path | None = None) -> None:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
@@ -129,7 +127,8 @@ class DatasetProvider(abc.ABC):
         return {"classes": self.num_classes}
 
 
-def to_model_inputs(batch: Batch, device: torch.device | str, modalities: Sequence[str] = MODALITIES) -> dict[str, Tensor]:
+def to_model_inputs(batch: Batch, device: torch.device | str,
+                    modalities: Sequence[str] = MODALITIES) -> dict[str, Tensor]:
     """Move a batch to ``device`` in model units: RGB as float32 in [0, 1], skeleton in metres."""
     out: dict[str, Tensor] = {}
     if "rgb" in modalities:
@@ -150,12 +149,3 @@ def batch_indices(
     stop = len(idx) - (len(idx) % batch_size if drop_last else 0)
     return [idx[start : start + batch_size] for start in range(0, stop, batch_size)]
 
-
-def iterate_batches(
-    dataset: ClipDataset, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None,
-    indices: Tensor | None = None, drop_last: bool = False,
-) -> Iterator[Batch]:
-    """Yield batches of ``dataset`` in order (or shuffled with ``generator``), in the calling process."""
-    for idx in batch_indices(len(dataset), batch_size, shuffle=shuffle, generator=generator, indices=indices,
-                             drop_last=drop_last):
-        yield dataset.get_batch(idx)

@@ -5,4 +5,4 @@ from robench.models.hcn import HCN
 from robench.models.i3d import I3D
 from robench.models.two_stream import ModelOutput, TwoStreamModel
 
-__all__ = ["Backbone", "HCN", "I3D", "ModelOutput", "TwoStreamModel"]
+__all__ = ["HCN", "I3D", "Backbone", "ModelOutput", "TwoStreamModel"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -72,7 +73,7 @@ class HCN(Backbone):
     head_keys = ("fc8.",)
     file_params = ("checkpoint",)
     #: parameters filled from the dataset's skeleton clip shape (3, T, V, M) when a protocol leaves them out
-    input_size_params = {"frames": 1, "joints": 2, "persons": 3}
+    input_size_params: ClassVar[dict[str, int]] = {"frames": 1, "joints": 2, "persons": 3}
 
     def __init__(self, width: float = 1.0, frames: int = 32, joints: int = 25, persons: int = 2, window: int = 32,
                  dropout: float = 0.5, center: bool = False, checkpoint: str | None = None) -> None:
@@ -85,7 +86,7 @@ class HCN(Backbone):
         self.center = center
 
         def c(n: int) -> int:
-            return max(4, int(math.floor(n * width + 0.5)))
+            return max(4, math.floor(n * width + 0.5))
 
         c1, c3, c4, c5, c6, f7 = c(64), c(32), c(64), c(128), c(256), c(512)
         s = self.stages
@@ -101,7 +102,8 @@ class HCN(Backbone):
         s["conv4"] = streams(
             lambda: nn.Sequential(nn.Conv2d(c3, c4, 3, padding=1), nn.Dropout2d(dropout), nn.MaxPool2d(2)), c3
         )
-        s["conv5"] = nn.Sequential(nn.Conv2d(2 * c4, c5, 3, padding=1), nn.ReLU(), nn.Dropout2d(dropout), nn.MaxPool2d(2))
+        s["conv5"] = nn.Sequential(nn.Conv2d(2 * c4, c5, 3, padding=1), nn.ReLU(), nn.Dropout2d(dropout),
+                                   nn.MaxPool2d(2))
         s["conv6"] = nn.Sequential(nn.Conv2d(c5, c6, 3, padding=1), nn.ReLU(), nn.Dropout2d(dropout), nn.MaxPool2d(2))
         self.feature_stages = ("conv1", "conv2", "conv3", "conv4", "conv5", "conv6")
         t_out, w_out = frames // 16, window // 16
@@ -110,16 +112,18 @@ class HCN(Backbone):
         for module in self.modules():  # as the reference: Glorot-uniform weights, zero biases
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:  # every layer here has one
+                    nn.init.zeros_(module.bias)
         if checkpoint:
             self.load_weights(checkpoint)
 
     #: HCN-pytorch's layer names -> ours (position stream conv1-conv4, motion stream conv1m-conv4m)
-    _REFERENCE = {"conv1.": "stages.conv1.position.", "conv1m.": "stages.conv1.motion.",
-                  "conv2.": "stages.conv2.position.", "conv2m.": "stages.conv2.motion.",
-                  "conv3.0.": "stages.conv3.position.1.", "conv3m.0.": "stages.conv3.motion.1.",
-                  "conv4.": "stages.conv4.position.", "conv4m.": "stages.conv4.motion.",
-                  "conv5.": "stages.conv5.", "conv6.": "stages.conv6."}
+    _REFERENCE: ClassVar[dict[str, str]] = {
+        "conv1.": "stages.conv1.position.", "conv1m.": "stages.conv1.motion.",
+        "conv2.": "stages.conv2.position.", "conv2m.": "stages.conv2.motion.",
+        "conv3.0.": "stages.conv3.position.1.", "conv3m.0.": "stages.conv3.motion.1.",
+        "conv4.": "stages.conv4.position.", "conv4m.": "stages.conv4.motion.",
+        "conv5.": "stages.conv5.", "conv6.": "stages.conv6."}
 
     def checkpoint_key(self, key: str) -> str:
         if key.startswith(("stages.", "fc7.")):

@@ -14,6 +14,7 @@ and is scaled to [-1, 1] inside :meth:`I3D.preprocess`.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -113,10 +114,9 @@ class I3D(Backbone):
 
     modality = "rgb"
     head_keys = ("logits.",)
-    #: parameters naming files: model cache keys use the file's content hash, not its path
     file_params = ("checkpoint",)
     #: parameters filled from the dataset's RGB clip shape (3, T, H, W) when a protocol leaves them out
-    input_size_params = {"frames": 1, "resolution": 2}
+    input_size_params: ClassVar[dict[str, int]] = {"frames": 1, "resolution": 2}
 
     def __init__(self, width: float = 1.0, frames: int = 64, resolution: int = 224, dropout: float = 0.5,
                  bn_momentum: float = 0.01, checkpoint: str | None = None) -> None:
@@ -128,7 +128,7 @@ class I3D(Backbone):
         self.width, self.frames, self.resolution = width, frames, resolution
 
         def c(n: int) -> int:
-            return max(4, int(math.floor(n * width + 0.5)))
+            return max(4, math.floor(n * width + 0.5))
 
         s = self.stages
         s["Conv3d_1a_7x7"] = Unit3D(3, c(64), (7, 7, 7), (2, 2, 2), bn_momentum)
@@ -156,7 +156,6 @@ class I3D(Backbone):
         return key if key.startswith(("stages.", "dropout")) else f"stages.{key}"
 
     #: set by RuntimeOptions.prepare_model: feed the convolutions channels-last tensors
-    channels_last = False
 
     def preprocess(self, x: Tensor) -> Tensor:
         x = x * 2.0 - 1.0

@@ -59,7 +59,7 @@ class TwoStreamModel(nn.Module):
             raise ValueError(f"backbones must be a non-empty subset of {MODALITIES}, got {sorted(backbones)}")
         self.backbones = nn.ModuleDict({m: backbones[m] for m in MODALITIES if m in backbones})
         self.num_classes = num_classes
-        self.fusion = nn.Linear(sum(b.feature_dim for b in self.backbones.values()), num_classes)
+        self.fusion = nn.Linear(sum(backbones[m].feature_dim for m in self.backbones), num_classes)
         self.feature_transforms = nn.ModuleDict()
         self.extras = nn.ModuleDict()
 
@@ -67,6 +67,13 @@ class TwoStreamModel(nn.Module):
     def modalities(self) -> tuple[str, ...]:
         """The input keys this model reads, in fusion order."""
         return tuple(self.backbones.keys())
+
+    def backbone(self, modality: str) -> Backbone:
+        """``backbones[modality]``, typed (to a type checker a ModuleDict holds plain Modules)."""
+        backbone = self.backbones[modality]
+        if not isinstance(backbone, Backbone):
+            raise TypeError(f"backbones[{modality!r}] is a {type(backbone).__name__}, not a Backbone")
+        return backbone
 
     def run(
         self,
@@ -91,7 +98,3 @@ class TwoStreamModel(nn.Module):
     def forward(self, inputs: Mapping[str, Tensor]) -> Tensor:
         """Logits ``[B, classes]`` (what attacks differentiate)."""
         return self.run(inputs).logits
-
-    def example_inputs(self, batch: int = 1) -> dict[str, Tensor]:
-        """Zero inputs of the configured size (for shape probing)."""
-        return {m: b.example_input(batch) for m, b in self.backbones.items()}  # type: ignore[operator]

@@ -16,7 +16,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from robench.attacks.base import Attack
 from robench.data.base import ClipDataset, batch_indices, to_model_inputs
+from robench.errors import RobenchError
 from robench.protocol.schema import Component, ThreatConfig
 from robench.registry import ATTACKS
 from robench.runtime import RuntimeOptions
@@ -46,6 +48,11 @@ class TrainContext:
         history: per-epoch statistics so far (the trainer appends; ``fit`` too).
         runtime: mixed precision, memory format and data loading settings of the run.
         log: writes a progress line.
+        defense: registered name of the defense being trained (for messages).
+        uses_training_attack: whether that defense declared ``uses_training_attack``; only then may
+            it call :meth:`make_attack` or :meth:`adversarial` (the training attack is then part of
+            the model's identity, so a defense that forgot the declaration fails loudly instead of
+            sharing a model id with every training attack).
     """
 
     device: torch.device
@@ -64,10 +71,22 @@ class TrainContext:
     history: list[dict[str, Any]] = field(default_factory=list)
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
     log: Callable[[str], None] = field(default=lambda msg: None)
+    defense: str = ""
+    uses_training_attack: bool = False
 
-    def make_attack(self, modalities: Sequence[str]) -> Any:
-        """The training attack restricted to ``modalities``, in input units."""
-        return ATTACKS.build(self.attack.type, **self.threat.attack_kwargs(self.attack, modalities, self.attack_eps))
+    def make_attack(self, modalities: Sequence[str]) -> Attack:
+        """The training attack restricted to ``modalities``, in input units.
+
+        Raises :class:`RobenchError` unless the defense declared ``uses_training_attack = True``.
+        """
+        if not self.uses_training_attack:
+            raise RobenchError(
+                f"defense '{self.defense}' makes training-time adversarial examples (ctx.adversarial / "
+                "ctx.make_attack) but does not declare it: add 'uses_training_attack: ClassVar[bool] = True' to the "
+                "class, so that the training attack becomes part of its models' identity")
+        attack: Attack = ATTACKS.build(self.attack.type,
+                                       **self.threat.attack_kwargs(self.attack, modalities, self.attack_eps))
+        return attack
 
     def adversarial(self, model: nn.Module, inputs: Inputs, labels: Tensor, modalities: Sequence[str]) -> Inputs:
         """Training-time adversarial inputs on ``modalities`` (the model's mode is restored after)."""
