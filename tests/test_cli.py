@@ -41,7 +41,7 @@ def test_run_writes_every_cell(tiny_run: Path) -> None:
     for _, r in df[df.scenario != "clean"].iterrows():
         assert r["accuracy"] <= clean[r["model_id"]] + 1e-12  # an attack never helps
     run = store.latest_runs()["tiny"]
-    assert run["status"] == "complete" and run["git_commit"] is not None or run["git_commit"] is None
+    assert (run["status"] == "complete" and run["git_commit"] is not None) or run["git_commit"] is None
     assert len(store.models()) == 2
 
 
@@ -53,14 +53,15 @@ def test_rerun_skips_everything(tiny_run: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_dry_run_shows_plan_and_store_state(tiny_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_cli("run", str(TINY_PROTOCOL), "--store", str(tiny_run), "--dry-run", "--set", "attacks.pgd.steps=3") == 0
+    assert run_cli("run", str(TINY_PROTOCOL), "--store", str(tiny_run), "--dry-run",
+                   "--set", "attacks.pgd.steps=3") == 0
     out = capsys.readouterr().out
     assert "2 model(s): 0 to train, 2 cached" in out
     assert "8 cell(s): 2 in the store, 6 to evaluate" in out  # clean cells are shared, attacked ones change
 
 
-@pytest.mark.parametrize("fmt, marker", [("markdown", "| None |"), ("html", "<table class=\"results\">"), ("latex", r"\toprule"),
-                                         ("csv", "protocol,table,dataset")])
+@pytest.mark.parametrize("fmt, marker", [("markdown", "| None |"), ("html", "<table class=\"results\">"),
+                                         ("latex", r"\toprule"), ("csv", "protocol,table,dataset")])
 def test_report_formats(tiny_run: Path, tmp_path: Path, fmt: str, marker: str) -> None:
     out = tmp_path / f"report.{fmt}"
     assert run_cli("report", "--store", str(tiny_run), "--format", fmt, "--out", str(out)) == 0
@@ -192,7 +193,8 @@ def test_paper_defenses_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture
     results = ResultsStore(store)
     models = results.models()
     by_type = {m["spec"]["defense"]["type"]: m for m in models.values()}
-    assert by_type["exfmem"]["spec"]["base"] == next(k for k, m in models.items() if m["spec"]["defense"]["type"] == "none")
+    assert by_type["exfmem"]["spec"]["base"] == next(k for k, m in models.items()
+                                                     if m["spec"]["defense"]["type"] == "none")
     assert by_type["minsim_exfmem"]["spec"]["base"] == next(k for k, m in models.items()
                                                            if m["spec"]["defense"]["type"] == "minsim")
     banks = by_type["exfmem"]["summary"]["exfmem"]
@@ -210,7 +212,7 @@ def _results(store: Path) -> dict[str, tuple[float, list[bool]]]:
 
 
 def _weights(cache: Path) -> dict[str, dict[str, torch.Tensor]]:
-    return {p.parent.name: torch.load(p, weights_only=False)["state_dict"] for p in (cache / "models").glob("*/model.pt")}
+    return {p.parent.name: torch.load(p, weights_only=True) for p in (cache / "models").glob("*/model.pt")}
 
 
 def test_killed_run_resumes_to_identical_results(tmp_path: Path) -> None:

@@ -1,1 +1,2 @@
-"""Training: the trainer (:mod:`.trainer`), what defenses see of it (:mod:`.context`) and the model cache (:mod:`.cache`)."""
+"""Training: the trainer (:mod:`.trainer`), what defenses see of it (:mod:`.context`) and the model cache
+(:mod:`.cache`)."""

@@ -1,30 +1,43 @@
 """The model cache: trained checkpoints keyed by model id (a content hash of their spec).
 
-Layout: ``<cache>/models/<model_id>/model.pt`` (final checkpoint), ``partial.pt`` (last finished
-epoch, for resuming), ``spec.json`` (human-readable spec) and ``.lock``. Writes are atomic
-(temporary file + rename). A file lock per model id makes concurrent runs that need the same
-model train it once: the second waits and then loads.
+Layout of ``<cache>/models/<model_id>/``:
+
+``model.pt``
+    the trained weights: a flat state dict of tensors and nothing else, read with
+    ``torch.load(weights_only=True)`` (nothing in the cache can run code when loaded).
+``model.json``
+    everything else, as JSON: the model id and spec, the defense's summary, the training
+    history, seconds, versions, device and precision. Written after ``model.pt``; an entry is
+    complete only when both exist.
+``partial.pt`` / ``partial.json``
+    the last finished epoch while training (see :mod:`robench.train.trainer`), removed when done.
+``.lock``
+    a file lock per model id: concurrent runs that need the same model train it once.
+
+Writes are atomic (temporary file + rename). A file that cannot be read is reported by path with
+the fix (delete the folder to retrain); it never stands in for another model.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import torch
+from torch import Tensor
 
 from robench import __version__
 from robench.errors import RobenchError
 from robench.plan import ModelJob
 from robench.runtime import RuntimeOptions
+from robench.train.files import atomic_save, atomic_write_bytes, load_tensors, read_json
 from robench.train.trainer import TrainedModel, build_model
 
-CHECKPOINT_FORMAT = 1
+#: version of the files above; older entries (format 1: one pickled payload) are not read
+CHECKPOINT_FORMAT = 2
 
 
 class ModelCache:
@@ -37,7 +50,8 @@ class ModelCache:
         return self.root / model_id
 
     def has(self, model_id: str) -> bool:
-        return (self.dir(model_id) / "model.pt").is_file()
+        d = self.dir(model_id)
+        return (d / "model.pt").is_file() and (d / "model.json").is_file()
 
     @contextmanager
     def lock(self, model_id: str) -> Iterator[None]:
@@ -52,37 +66,41 @@ class ModelCache:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def save(self, job: ModelJob, trained: TrainedModel, device: str) -> Path:
+        """Write ``model.pt`` (tensors only), then ``model.json``; remove the resume state."""
         d = self.dir(job.id)
         d.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu() for k, v in trained.model.state_dict().items()}
-        payload = {
-            "format": CHECKPOINT_FORMAT, "model_id": job.id, "spec": job.spec, "state_dict": state,
-            "summary": trained.summary, "history": trained.history, "train_seconds": trained.train_seconds,
-            "robench_version": __version__, "torch_version": torch.__version__, "device": device,
+        meta = {
+            "format": CHECKPOINT_FORMAT, "model_id": job.id, "spec": job.spec, "summary": trained.summary,
+            "history": trained.history, "train_seconds": trained.train_seconds, "robench_version": __version__,
+            "torch_version": torch.__version__, "device": device, "precision": job.precision.identity(),
         }
-        tmp = d / "model.pt.tmp"
-        torch.save(payload, tmp)
-        os.replace(tmp, d / "model.pt")
-        (d / "spec.json").write_text(json.dumps(job.spec, indent=2, sort_keys=True, default=str))
-        partial = d / "partial.pt"
-        if partial.exists():
-            partial.unlink()
+        atomic_save(state, d / "model.pt")
+        atomic_write_bytes(d / "model.json", json.dumps(meta, indent=1, sort_keys=True, default=str).encode())
+        for name in ("partial.pt", "partial.json"):
+            (d / name).unlink(missing_ok=True)
         return d / "model.pt"
 
     def load(self, job: ModelJob, device: torch.device, runtime: RuntimeOptions | None = None) -> TrainedModel:
-        """Rebuild ``job``'s model, apply its defense's changes, load the weights."""
-        path = self.dir(job.id) / "model.pt"
-        try:
-            payload: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:
-            raise RobenchError(f"cannot read cached model {path}: {exc}; delete it to retrain") from None
-        if payload.get("model_id") != job.id:
-            raise RobenchError(f"cached model {path} belongs to {payload.get('model_id')}, not {job.id}")
+        """Rebuild ``job``'s model, apply its defense's changes, load the weights (``weights_only``)."""
+        d = self.dir(job.id)
+        fix = f"delete the folder {d} to retrain this model ({job.label}, seed {job.seed})"
+        meta = read_json(d / "model.json", "cached model record", fix)
+        if meta.get("format") != CHECKPOINT_FORMAT or meta.get("model_id") != job.id:
+            raise RobenchError(f"cached model {d} is format {meta.get('format')!r} of model {meta.get('model_id')!r}, "
+                               f"not format {CHECKPOINT_FORMAT} of {job.id}; {fix}")
+        state = load_tensors(d / "model.pt", "cached model", fix)
+        if not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
+            raise RobenchError(f"cached model {d / 'model.pt'} is not a state dict of tensors; {fix}")
         model, defense = build_model(job)
-        missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # shapes that do not fit
+            raise RobenchError(f"cached model {d / 'model.pt'} does not fit its spec: "
+                               f"{str(exc).splitlines()[0]}; {fix}") from None
         if missing or unexpected:
-            raise RobenchError(f"cached model {path} does not match its spec: missing {missing[:5]}, "
-                               f"unexpected {unexpected[:5]}; delete it to retrain")
+            raise RobenchError(f"cached model {d / 'model.pt'} does not match its spec: missing {missing[:5]}, "
+                               f"unexpected {unexpected[:5]}; {fix}")
         (runtime or RuntimeOptions()).prepare_model(model.to(device).eval())
-        return TrainedModel(model, defense, payload.get("summary", {}), payload.get("history", []),
-                            payload.get("train_seconds"), loaded_from_cache=True)
+        return TrainedModel(model, defense, meta.get("summary", {}), meta.get("history", []),
+                            meta.get("train_seconds"), loaded_from_cache=True)

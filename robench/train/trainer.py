@@ -7,11 +7,13 @@ each is a protocol option. The defense owns the loss (:meth:`Defense.loss`).
 Determinism: initial weights come from ``derive_seed(seed, "init")``; epoch e re-seeds every RNG
 with ``derive_seed(seed, "epoch", e)`` and shuffles with its own generator. On the CPU the same
 spec therefore gives bit-identical weights, and a run killed mid-training resumes from the last
-finished epoch (``partial.pt``) to the same weights it would have reached uninterrupted.
+finished epoch (``partial.pt`` + ``partial.json``, read with ``weights_only=True``) to the same
+weights it would have reached uninterrupted.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +33,7 @@ from robench.protocol.schema import TrainingConfig
 from robench.registry import BACKBONES, DEFENSES
 from robench.runtime import RuntimeOptions, seed_everything
 from robench.train.context import TrainContext
+from robench.train.files import atomic_save, atomic_write_bytes, load_tensors, read_json
 
 
 @dataclass
@@ -65,7 +68,8 @@ def make_optimizer(params: list[nn.Parameter], cfg: TrainingConfig, lr: float | 
     return cls(params, lr=lr, betas=(cfg.momentum, 0.999), weight_decay=cfg.weight_decay)
 
 
-def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainingConfig, epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainingConfig,
+                   epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
@@ -82,7 +86,8 @@ def run_epoch(model: TwoStreamModel, loss_fn: LossFn, ctx: TrainContext, opt: to
     if cfg.max_steps_per_epoch is not None:
         batches = batches[: cfg.max_steps_per_epoch]
     steps = len(batches)
-    total_loss, correct, seen, logs = 0.0, 0, 0, {}
+    total_loss, correct, seen = 0.0, 0, 0
+    logs: dict[str, float] = {}
     with progress.task(label, steps) as bar:
         for i, (inputs, labels) in enumerate(ctx.batches(index=batches)):
             with ctx.runtime.autocast(ctx.device):
@@ -108,10 +113,38 @@ def run_epoch(model: TwoStreamModel, loss_fn: LossFn, ctx: TrainContext, opt: to
     return stats
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+def save_resume_state(workdir: Path, job: ModelJob, epoch: int, model: nn.Module, opt: torch.optim.Optimizer,
+                      sched: torch.optim.lr_scheduler.LRScheduler, history: list[dict[str, Any]],
+                      seconds: float) -> None:
+    """Write the state after ``epoch``: tensors to ``partial.pt``, the rest to ``partial.json`` (both atomic)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                 "epoch": torch.tensor(epoch)}, workdir / "partial.pt")
+    atomic_write_bytes(workdir / "partial.json", json.dumps(
+        {"model_id": job.id, "epoch": epoch, "history": history, "seconds": seconds}, default=str).encode())
+
+
+def load_resume_state(workdir: Path, job: ModelJob,
+                      log: Callable[[str], None]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The state :func:`save_resume_state` left for ``job``, or None (nothing usable: train from the start).
+
+    Read with ``weights_only=True``. A resume state that cannot be read, belongs to another
+    model or whose two files disagree is reported by path and ignored, never half-used.
+    """
+    pt, meta_path = workdir / "partial.pt", workdir / "partial.json"
+    if not pt.exists() and not meta_path.exists():
+        return None
+    try:
+        meta = read_json(meta_path, "resume state", "training restarts from epoch 1")
+        state = load_tensors(pt, "resume state", "training restarts from epoch 1")
+        epoch = state.get("epoch")
+        if meta.get("model_id") != job.id or not isinstance(epoch, torch.Tensor) or int(epoch) != meta.get("epoch"):
+            raise RobenchError(f"resume state {pt} does not belong to model {job.id} at the epoch {meta_path} "
+                               "records; training restarts from epoch 1")
+    except RobenchError as exc:
+        log(f"robench: warning: {exc}")
+        return None
+    return meta, state
 
 
 def train_model(job: ModelJob, train_set: ClipDataset, device: torch.device, progress: Progress,
@@ -127,7 +160,7 @@ def train_model(job: ModelJob, train_set: ClipDataset, device: torch.device, pro
     if (base is None) != (job.base is None):
         raise RobenchError(f"model {job.id}: base model {'missing' if base is None else 'unexpected'}")
     if base is not None:
-        missing, unexpected = model.load_state_dict(base.model.state_dict(), strict=False)
+        unexpected = model.load_state_dict(base.model.state_dict(), strict=False).unexpected_keys
         if unexpected:
             raise RobenchError(f"model {job.id}: base model {job.base} has weights the derived model lacks: "
                                f"{unexpected[:5]}")
@@ -139,25 +172,25 @@ def train_model(job: ModelJob, train_set: ClipDataset, device: torch.device, pro
     ctx = TrainContext(
         device=device, train_set=train_set, batch_size=cfg.batch_size, epochs=cfg.epochs, lr=cfg.lr, attack=cfg.attack,
         attack_eps=cfg.attack_eps, threat=job.threat, attack_mode=cfg.attack_mode, seed=job.seed,
-        modalities=model.modalities, runtime=runtime, log=progress.log,
+        modalities=model.modalities, runtime=runtime, log=progress.log, defense=job.defense.type,
+        uses_training_attack=type(defense).uses_training_attack,
     )
     ctx.fit = lambda loss_fn, epochs, tag, lr=None: fit(model, loss_fn, epochs, tag, ctx, cfg, progress, name, lr)
 
     history = ctx.history
     start_epoch, elapsed_before = 0, 0.0
-    if base is not None:  # the main training is the base model's
+    if base is not None and job.base is not None:  # (both or neither: checked above) the base did the main training
         history.extend({**h, "phase": f"base {job.base[:8]}"} for h in base.history)
         start_epoch = cfg.epochs
-    partial = workdir / "partial.pt"
-    if partial.exists() and base is None:
-        state = torch.load(partial, map_location=device, weights_only=False)
-        if state.get("model_id") == job.id:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            history.extend(state["history"])
-            start_epoch, elapsed_before = state["epoch"] + 1, state["seconds"]
-            progress.log(f"resuming {name} from epoch {start_epoch}/{cfg.epochs}")
+    resumed = load_resume_state(workdir, job, progress.log) if base is None else None
+    if resumed is not None:
+        meta, state = resumed
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        history.extend(meta["history"])
+        start_epoch, elapsed_before = int(meta["epoch"]) + 1, float(meta["seconds"])
+        progress.log(f"resuming {name} from epoch {start_epoch}/{cfg.epochs}")
     t0 = time.perf_counter()
     with progress.task(f"train {name}", cfg.epochs) as epochs_bar:
         epochs_bar.advance(start_epoch)
@@ -166,16 +199,13 @@ def train_model(job: ModelJob, train_set: ClipDataset, device: torch.device, pro
             seed_everything(derive_seed(job.seed, "epoch", epoch))
             gen = torch.Generator().manual_seed(derive_seed(job.seed, "order", epoch))
             stats = run_epoch(model, defense.loss, ctx, opt, cfg, gen, progress, f"  epoch {epoch + 1}/{cfg.epochs}")
-            stats.update(epoch=epoch + 1, lr=opt.param_groups[0]["lr"], phase="train")
+            history.append({**stats, "epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "phase": "train"})
             sched.step()
-            history.append(stats)
             epochs_bar.advance(1, loss=stats["loss"], acc=stats["train_acc"])
             progress.log(f"{name} epoch {epoch + 1}/{cfg.epochs}: loss {stats['loss']:.4f} "
                          f"train acc {100 * stats['train_acc']:.1f}%")
-            workdir.mkdir(parents=True, exist_ok=True)
-            _atomic_save({"model_id": job.id, "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                          "scheduler": sched.state_dict(), "history": history,
-                          "seconds": elapsed_before + time.perf_counter() - t0}, partial)
+            save_resume_state(workdir, job, epoch, model, opt, sched, history,
+                              elapsed_before + time.perf_counter() - t0)
     defense.finalize(model, ctx)
     model.eval()
     return TrainedModel(model, defense, defense.summary(model), history, elapsed_before + time.perf_counter() - t0)
@@ -191,6 +221,5 @@ def fit(model: TwoStreamModel, loss_fn: LossFn, epochs: int, tag: str, ctx: Trai
         gen = torch.Generator().manual_seed(derive_seed(ctx.seed, tag, "order", epoch))
         stats = run_epoch(model, loss_fn, ctx, opt, cfg, gen, progress, f"  {tag} {epoch + 1}/{epochs}")
         sched.step()
-        stats.update(epoch=epoch + 1, phase=tag)
-        ctx.history.append(stats)
+        ctx.history.append({**stats, "epoch": epoch + 1, "phase": tag})
         progress.log(f"{name} {tag} {epoch + 1}/{epochs}: loss {stats['loss']:.4f}")
