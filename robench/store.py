@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,7 @@ CREATE TABLE IF NOT EXISTS runs (
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def pack_bits(values: np.ndarray | Iterable[bool]) -> bytes:
@@ -153,8 +153,15 @@ class ResultsStore:
     def __init__(self, path: str | Path, timeout: float = 60.0) -> None:
         self.path = Path(path)
         self.timeout = timeout
+        if self._inspect() == SCHEMA_VERSION:
+            return  # a store of this version: opening it writes nothing
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder of results store {self.path}: {exc.strerror or exc} "
+                             f"({self.path.parent}); pass --store a file in a folder that exists or can be made"
+                             ) from None
+        try:
             with self._connect() as con:
                 con.executescript(_SCHEMA)
                 con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -162,7 +169,62 @@ class ResultsStore:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open results store {self.path}: {exc}") from None
         if int(found) > SCHEMA_VERSION:
-            raise StoreError(f"results store {self.path} has schema {found}, newer than this robench ({SCHEMA_VERSION})")
+            raise StoreError(f"results store {self.path} has schema {found}, newer than this robench "
+                             f"({SCHEMA_VERSION})")
+
+    def _inspect(self) -> int | None:
+        """The schema version of the store at :attr:`path`, read without writing; None for a new or empty file.
+
+        Anything that is not a robench store of this or an older schema (a folder, a file that is not
+        SQLite, another program's database, a newer store) is refused before a byte is written to it.
+        """
+        path = self.path
+        fix = "pass --store a robench results store or a new file name"
+        if path.is_dir():
+            raise StoreError(f"results store {path} is a directory, not a file; pass --store a file such as "
+                             f"{path / 'robench.sqlite'}")
+        if not path.exists():
+            return None
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(16)
+        except OSError as exc:
+            raise StoreError(f"cannot read results store {path}: {exc.strerror or exc}; {fix}") from None
+        if not head:
+            return None  # an empty file: a new SQLite database
+        if head != b"SQLite format 3\x00":
+            raise StoreError(f"results store {path} is not an SQLite database (it starts with {head[:8]!r}); robench "
+                             f"leaves it as it is; {fix}")
+        # read-only; first as immutable (no lock or WAL files left beside a file that is not ours), then,
+        # should another process be writing the store at this moment, with the usual locking
+        for query in ("mode=ro&immutable=1", "mode=ro"):
+            try:
+                con = sqlite3.connect(f"{path.resolve().as_uri()}?{query}", uri=True, timeout=self.timeout)
+                try:
+                    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                    row = (con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+                           if "meta" in tables else None)
+                finally:
+                    con.close()
+                break
+            except sqlite3.DatabaseError as exc:
+                if query == "mode=ro":
+                    raise StoreError(f"cannot open results store {path}: {exc} (a damaged or unfinished database "
+                                     f"file); robench leaves it as it is; {fix}") from None
+        if not tables:
+            return None  # an empty SQLite database
+        try:
+            version = int(row[0]) if row is not None else None
+        except (TypeError, ValueError):
+            version = None
+        if version is None:
+            raise StoreError(f"{path} is an SQLite database but not a robench results store (its tables: "
+                             f"{', '.join(sorted(tables))}); robench leaves it as it is; {fix}")
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"results store {path} has schema {version}, newer than this robench reads "
+                             f"({SCHEMA_VERSION}); upgrade robench (pip install -U robench) or pass another --store")
+        missing = {"meta", "results", "models", "runs"} - tables
+        return version if not missing else None
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -222,12 +284,14 @@ class ResultsStore:
                   layout: dict[str, Any], robench_version: str, git_commit: str | None, device: str) -> int:
         with self._transaction() as con:
             cur = con.execute(
-                "INSERT INTO runs (protocol, protocol_path, overrides, data, layout, started_at, status, robench_version,"
-                " git_commit, device) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO runs (protocol, protocol_path, overrides, data, layout, started_at, status,"
+                " robench_version, git_commit, device) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (protocol, protocol_path, json.dumps(overrides), json.dumps(data, default=str), json.dumps(layout),
                  utc_now(), "running", robench_version, git_commit, device),
             )
-            return int(cur.lastrowid)
+            if cur.lastrowid is None:  # sqlite sets it on every INSERT
+                raise StoreError(f"results store {self.path}: the new run got no id")
+            return cur.lastrowid
 
     def finish_run(self, run_id: int, status: str) -> None:
         with self._transaction() as con:
@@ -241,7 +305,8 @@ class ResultsStore:
         with self._connect() as con:
             for i in range(0, len(ids), 500):
                 chunk = ids[i : i + 500]
-                rows = con.execute(f"SELECT cell_id FROM results WHERE cell_id IN ({','.join('?' * len(chunk))})", chunk)
+                marks = ",".join("?" * len(chunk))
+                rows = con.execute(f"SELECT cell_id FROM results WHERE cell_id IN ({marks})", chunk)
                 found.update(r[0] for r in rows)
         return found
 

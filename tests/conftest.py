@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,8 @@ REPO = Path(__file__).resolve().parent.parent
 TINY_PROTOCOL = REPO / "tests" / "data" / "tiny.yaml"
 
 
-def tiny_model(num_classes: int = 4, seed: int = 0, modalities: tuple[str, ...] = ("rgb", "skeleton")) -> TwoStreamModel:
+def tiny_model(num_classes: int = 4, seed: int = 0,
+               modalities: tuple[str, ...] = ("rgb", "skeleton")) -> TwoStreamModel:
     """A two-stream I3D + HCN at the smallest sizes the architectures allow, in eval mode."""
     torch.manual_seed(seed)
     backbones = {}
@@ -56,6 +58,18 @@ def fitted_model(inputs: dict[str, torch.Tensor], labels: torch.Tensor, steps: i
     with torch.no_grad():
         assert bool((model(inputs).argmax(1) == labels).all()), "fixture model failed to fit its batch"
     return model
+
+
+def store_with_schema(path: Path, version: int) -> Path:
+    """A new results store at ``path`` that claims schema ``version`` (e.g. one written by a newer robench)."""
+    from robench.store import ResultsStore
+
+    ResultsStore(path)
+    con = sqlite3.connect(path)
+    con.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(version),))
+    con.commit()
+    con.close()
+    return path
 
 
 @pytest.fixture(scope="session")

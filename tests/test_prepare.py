@@ -149,6 +149,9 @@ def test_prepare_ntu_tree_counts_and_names_failures(ntu_raw: Path, tmp_path: Pat
     summary = prepare("ntu60", out, SMALL, workers=2, root=ntu_raw, missing_skeletons=ntu_raw / "missing.txt")
     assert summary.written == 7
     assert summary.skipped == {"listed as missing skeleton": 1, "no _rgb.avi video": 1}
+    with open(out / "prepare-skipped.csv", newline="") as fh:
+        assert list(csv.reader(fh)) == [["clip", "reason"], ["S001C001P001R001A013", "listed as missing skeleton"],
+                                        ["S001C001P001R001A014", "no _rgb.avi video"]]
     failed = dict(summary.failed)
     assert set(failed) == {"S001C001P001R001A010", "S001C001P001R001A011", "S001C001P001R001A012"}
     assert "S001C001P001R001A010_rgb.avi" in failed["S001C001P001R001A010"]
@@ -201,9 +204,10 @@ def test_batches_read_the_rows_asked_in_the_order_asked(ntu_raw: Path, tmp_path:
     shard, row_bytes = out / "rgb-00001.npy", 3 * 4 * 32 * 32
     data = shard.read_bytes()
     shard.write_bytes(data[: len(data) - (3 - in_shard) * row_bytes + 10])  # cut inside that row
-    cut = NTU60(root=str(out), frames_rgb=4, resolution=32, frames_skeleton=16).split("train")
-    with pytest.raises(DataError, match=f"rgb-00001.npy ends inside row {in_shard}"):
-        cut.get_batch(torch.tensor([position]))
+    with pytest.raises(DataError, match=r"rgb-00001.npy is cut short .*prepare it again"):  # found before any work
+        NTU60(root=str(out), frames_rgb=4, resolution=32, frames_skeleton=16).split("train")
+    with pytest.raises(DataError, match=f"rgb-00001.npy ends inside row {in_shard}"):  # cut while in use
+        split.get_batch(torch.tensor([position]))
 
 
 def test_interrupted_preparation_resumes(ntu_raw: Path, tmp_path: Path) -> None:
@@ -226,6 +230,9 @@ def test_interrupted_preparation_resumes(ntu_raw: Path, tmp_path: Path) -> None:
         assert a == b, name
     with pytest.raises(DataError, match="other clips or settings"):
         prepare("ntu60", out, Settings(frames_rgb=8, resolution=32, frames_skeleton=16), root=ntu_raw)
+    (out / "skeleton.npy").write_bytes((out / "skeleton.npy").read_bytes()[:1000])  # damaged after the fact
+    with pytest.raises(DataError, match=r"cannot resume .*skeleton.npy is cut short"):
+        prepare("ntu60", out, SMALL, workers=1, root=ntu_raw)
 
 
 # -- iMiGUE, PYSKL and manifests -------------------------------------------------------------------
@@ -299,7 +306,10 @@ def test_prepare_cli_reports_counts(ntu_raw: Path, tmp_path: Path, capsys: pytes
                  "32", "--frames-skeleton", "16", "--workers", "2"]) == 0
     text = capsys.readouterr().out
     assert "8 clips written, 1 skipped (1 no _rgb.avi video), 3 failed" in text
+    assert f"skipped clips are named in {out / 'prepare-skipped.csv'}" in text
     assert "S001C001P001R001A010" in text
+    with open(out / "prepare-skipped.csv", newline="") as fh:
+        assert {r["clip"]: r["reason"] for r in csv.DictReader(fh)} == {"S001C001P001R001A014": "no _rgb.avi video"}
     assert main(["prepare", "imigue", "--root", str(tmp_path / "none"), "--out", str(out / "x")]) == 2
 
 

@@ -34,7 +34,7 @@ def test_tiny_protocol_validates() -> None:
     assert v.attacks["pgd"].attack.params["step_size"] == pytest.approx(4 / 255)
     assert v.attacks["pgd"].eps == [pytest.approx(8 / 255)]
     assert v.defenses["none"].training.epochs == 2
-    assert p.tables[0].baseline == "none"  # default: the row whose defense is `none`
+    assert p.tables[0].baseline == "none"  # default: the table's first row
 
 
 def test_include_inherits_and_overrides(tmp_path: Path) -> None:
@@ -72,7 +72,8 @@ def test_set_overrides_parse_yaml_values() -> None:
         (lambda d: d["training"].update(epochs=0), "training.epochs", "an integer >= 1"),
         (lambda d: d["training"].update(optimizer="rmsprop"), "training.optimizer", "one of 'sgd', 'adam', 'adamw'"),
         (lambda d: d["defenses"]["at_rs"].update(type="atx"), "defenses.at_rs.type", "did you mean 'at'"),
-        (lambda d: d["defenses"]["at_rs"].update(modalities=["depth"]), "defenses.at_rs", "non-empty subset"),
+        (lambda d: d["defenses"]["at_rs"].update(modalities=["depth"]), "defenses.at_rs.modalities",
+         "non-empty subset"),
         (lambda d: d["defenses"]["at_rs"].update(modalitie=["rgb"]), "defenses.at_rs.modalitie",
          "did you mean 'modalities'"),
         (lambda d: d["attacks"]["pgd"].update(stepz=3), "attacks.pgd.stepz", "did you mean 'steps'"),
@@ -199,7 +200,7 @@ def test_input_sizes_come_from_the_dataset() -> None:
     job = next(iter(p.models.values()))
     assert job.backbones["rgb"].params["frames"] == 8 and job.backbones["rgb"].params["resolution"] == 32
     assert job.backbones["skeleton"].params["frames"] == 16 and job.backbones["skeleton"].params["persons"] == 2
-    with pytest.raises(ProtocolError, match="model.rgb.frames"):
+    with pytest.raises(ProtocolError, match=r"model\.rgb\.frames"):
         plan_of("model.rgb.frames=16")
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import store_with_schema
 from robench.errors import StoreError
 from robench.store import CellRow, ResultsStore, pack_bits, unpack_bits
 
@@ -81,15 +82,16 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
 def test_killed_writer_leaves_only_complete_rows(tmp_path: Path) -> None:
     path = tmp_path / "r.sqlite"
     ResultsStore(path)
+    tests_dir, db = str(Path(__file__).parent), str(path)
     code = (
-        "import sys; sys.path.insert(0, %r)\n"
+        f"import sys; sys.path.insert(0, {tests_dir!r})\n"
         "from test_store import row\n"
         "from robench.store import ResultsStore\n"
-        "s = ResultsStore(%r)\n"
+        f"s = ResultsStore({db!r})\n"
         "i = 0\n"
         "while True:\n"
         "    s.write_cell(row(f'k{i}')); i += 1\n"
-    ) % (str(Path(__file__).parent), str(path))
+    )
     proc = subprocess.Popen([sys.executable, "-c", code])
     deadline = time.time() + 60
     while time.time() < deadline and ResultsStore(path).count() < 20:
@@ -118,16 +120,11 @@ def test_runs_and_models_tables(tmp_path: Path) -> None:
 def test_unreadable_store_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.sqlite"
     bad.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(StoreError, match="bad.sqlite"):
+    with pytest.raises(StoreError, match=r"bad\.sqlite"):
         ResultsStore(bad)
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "r.sqlite"
-    ResultsStore(path)
-    con = sqlite3.connect(path)
-    con.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
-    con.commit()
-    con.close()
+    path = store_with_schema(tmp_path / "r.sqlite", 99)
     with pytest.raises(StoreError, match="newer"):
         ResultsStore(path)

@@ -23,8 +23,8 @@ IMIGUE_CLASSES: tuple[str, ...] = (
     'bit lip', 'arm akimbo', 'shake shoulder', 'illustrative',
 )
 IMIGUE_TRAIN_SUBJECTS = frozenset({
-    2, 4, 5, 6, 9, 10, 12, 13, 14, 15, 17, 18, 20, 21, 22, 23, 25, 28, 29, 30, 31, 35, 36, 38, 39, 41, 42, 43, 44, 46, 47,
-    48, 52, 53, 59, 61, 62})
+    2, 4, 5, 6, 9, 10, 12, 13, 14, 15, 17, 18, 20, 21, 22, 23, 25, 28, 29, 30, 31, 35, 36, 38, 39, 41, 42, 43, 44, 46,
+    47, 48, 52, 53, 59, 61, 62})
 IMIGUE_CLIPS = {"train": 13_936, "test": 4_563}
 
 
@@ -40,7 +40,7 @@ class IMiGUE(PreparedDataset):
     """
 
     dataset = "imigue"
-    class_names = list(IMIGUE_CLASSES)
+    class_names = IMIGUE_CLASSES
     expected_clips = IMIGUE_CLIPS
 
     def __init__(self, root: str | None = None, frames_rgb: int = 16, resolution: int = 224, frames_skeleton: int = 32,

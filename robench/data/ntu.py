@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 
@@ -116,9 +116,9 @@ class NTU60(_NTU):
     """
 
     dataset = "ntu60"
-    class_names = list(NTU_CLASSES[:60])
+    class_names = NTU_CLASSES[:60]
     benchmarks = ("xsub", "xview")
-    expected_clips = {"total": NTU60_CLIPS}
+    expected_clips: ClassVar[dict[str, int]] = {"total": NTU60_CLIPS}
 
     def __init__(self, root: str | None = None, benchmark: Literal["xsub", "xview"] = "xsub", frames_rgb: int = 16,
                  resolution: int = 224, frames_skeleton: int = 32, cache_dir: Path | None = None) -> None:
@@ -138,9 +138,9 @@ class NTU120(_NTU):
     """
 
     dataset = "ntu120"
-    class_names = list(NTU_CLASSES)
+    class_names = NTU_CLASSES
     benchmarks = ("xsub", "xset")
-    expected_clips = {"total": NTU120_CLIPS}
+    expected_clips: ClassVar[dict[str, int]] = {"total": NTU120_CLIPS}
 
     def __init__(self, root: str | None = None, benchmark: Literal["xsub", "xset"] = "xsub", frames_rgb: int = 16,
                  resolution: int = 224, frames_skeleton: int = 32, cache_dir: Path | None = None) -> None:

@@ -28,7 +28,7 @@ import os
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -61,7 +61,7 @@ class RowFile:
 
     def __init__(self, path: Path, expected: type[np.generic], writable: bool = False) -> None:
         self.path = path
-        self.file = open(path, "r+b" if writable else "rb", buffering=0)  # noqa: SIM115 - kept open while used
+        self.file = open(path, "r+b" if writable else "rb", buffering=0)  # kept open for row reads; closed in __del__
         version = np.lib.format.read_magic(self.file)
         read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
         if version not in read_header:
@@ -78,7 +78,7 @@ class RowFile:
         if not 0 <= row < self.rows:
             raise IndexError(f"{self.path}: row {row} of {self.rows}")
         self.file.seek(self.offset + row * self.row_bytes)
-        view = memoryview(out).cast("B")
+        view = out.data.cast("B")  # memoryview(out); numpy's stubs declare the buffer protocol for 3.12+ only
         got = 0
         while got < self.row_bytes:  # raw reads may return less than asked
             n = self.file.readinto(view[got:])
@@ -94,7 +94,7 @@ class RowFile:
             raise ValueError(f"{self.path}: row of shape {tuple(value.shape)}, expected {self.row_shape}")
         data = np.ascontiguousarray(value, dtype=self.dtype)
         self.file.seek(self.offset + row * self.row_bytes)
-        view = memoryview(data).cast("B")
+        view = data.data.cast("B")
         done = 0
         while done < self.row_bytes:
             done += self.file.write(view[done:])
@@ -167,10 +167,13 @@ class PreparedDataset(DatasetProvider):
     Subclasses set :attr:`dataset`, :attr:`class_names` and implement :meth:`split_indices`.
     """
 
-    dataset: str = ""
-    class_names: list[str] = []
-    #: parameters that say where the data is, not what it is (left out of model cache keys)
-    location_params: tuple[str, ...] = ("root",)
+    #: the dataset's name in prepared folders' manifests ("ntu60")
+    dataset: ClassVar[str] = ""
+    #: class names, index = label (a subclass's fixed tuple, or set per instance, e.g. by ManifestDataset)
+    class_names: Sequence[str] = ()
+    location_params: ClassVar[tuple[str, ...]] = ("cache_dir", "root")
+    #: the official clip counts (``{"train": N, "test": M}`` or ``{"total": N}``), shown by reports
+    expected_clips: ClassVar[dict[str, int]] = {}
 
     def __init__(self, root: str | None, frames_rgb: int, resolution: int, frames_skeleton: int,
                  cache_dir: Path | None = None) -> None:
@@ -188,8 +191,9 @@ class PreparedDataset(DatasetProvider):
                 "skeleton": (3, self.frames_skeleton, 25, 2)}
 
     def prepare_command(self) -> str:
-        return (f"robench prepare {self.dataset} --root <folder with the raw {self.dataset} files> --out {self.folder} "
-                f"--frames-rgb {self.frames_rgb} --resolution {self.resolution} --frames-skeleton {self.frames_skeleton}")
+        return (f"robench prepare {self.dataset} --root <folder with the raw {self.dataset} files> "
+                f"--out {self.folder} --frames-rgb {self.frames_rgb} --resolution {self.resolution} "
+                f"--frames-skeleton {self.frames_skeleton}")
 
     @cached_property
     def manifest(self) -> dict[str, Any]:
@@ -199,32 +203,43 @@ class PreparedDataset(DatasetProvider):
     def check_available(self) -> None:
         where = self.folder.resolve()
         how = ("the dataset.root parameter" if self.root_param else
-               f"$ROBENCH_DATA/{self.dataset}" if os.environ.get("ROBENCH_DATA") else f"data/{self.dataset}, the default")
+               f"$ROBENCH_DATA/{self.dataset}" if os.environ.get("ROBENCH_DATA") else
+               f"data/{self.dataset}, the default")
         if not (where / MANIFEST).is_file():
             raise DataError(f"dataset '{self.dataset}' is not prepared: no {MANIFEST} in {where} (from {how}). "
                             f"Make it with: {self.prepare_command()}")
+        redo = (f"move {where} away and prepare it again (a resumed preparation keeps damaged files): "
+                f"{self.prepare_command()}")
         try:
-            meta = json.loads((where / MANIFEST).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DataError(f"dataset '{self.dataset}': cannot read {where / MANIFEST}: {exc}") from None
+            meta = json.loads((where / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DataError(f"dataset '{self.dataset}': cannot read {where / MANIFEST}: {exc}; {redo}") from None
+        if not isinstance(meta, dict) or not all(isinstance(meta.get(k, {}), dict) for k in ("rgb", "skeleton")):
+            raise DataError(f"dataset '{self.dataset}': {where / MANIFEST} is not a robench dataset manifest "
+                            f"(found {type(meta).__name__}: {str(meta)[:60]}); {redo}")
         problems = []
         if meta.get("format") != FORMAT:
             problems.append(f"format {meta.get('format')} (this robench reads {FORMAT})")
         if meta.get("dataset") != self.dataset:
             problems.append(f"it holds '{meta.get('dataset')}', not '{self.dataset}'")
-        got = (meta.get("rgb", {}).get("frames"), meta.get("rgb", {}).get("height"), meta.get("skeleton", {}).get("frames"))
+        got = (meta.get("rgb", {}).get("frames"), meta.get("rgb", {}).get("height"),
+               meta.get("skeleton", {}).get("frames"))
         want = (self.frames_rgb, self.resolution, self.frames_skeleton)
         if got != want:
             problems.append(f"it was prepared for {got[0]} RGB frames at {got[1]} px and {got[2]} skeleton frames, "
                             f"the protocol asks for {want[0]} at {want[1]} px and {want[2]}")
         files = [meta.get("skeleton", {}).get("file", "skeleton.npy"), meta.get("labels", "labels.npy"),
-                 *meta.get("rgb", {}).get("shards", [])]
-        missing = [f for f in files if not (where / f).is_file()]
+                 meta.get("index", "clips.csv"), *meta.get("rgb", {}).get("shards", [])]
+        missing = [f for f in files if not isinstance(f, str) or not (where / f).is_file()]
         if missing:
-            problems.append(f"missing files {', '.join(missing[:3])}" + (" ..." if len(missing) > 3 else ""))
+            problems.append(f"missing files {', '.join(map(str, missing[:3]))}" + (" ..." if len(missing) > 3 else ""))
         if problems:
             raise DataError(f"dataset '{self.dataset}' in {where} cannot be used: {'; '.join(problems)}. "
                             f"Make a matching folder with: {self.prepare_command()}")
+        damaged = folder_problems(where, meta)
+        if damaged:
+            raise DataError(f"dataset '{self.dataset}' in {where} is damaged: {'; '.join(damaged[:3])}"
+                            f"{' ...' if len(damaged) > 3 else ''}. To fix it, {redo}")
 
     @cached_property
     def clips(self) -> list[dict[str, str]]:
@@ -247,16 +262,76 @@ class PreparedDataset(DatasetProvider):
         positions = self.split_indices(name)
         if len(positions) == 0:
             raise DataError(f"dataset '{self.dataset}' in {self.folder}: split '{name}' has no clips")
-        return PreparedSplit(self.folder, self.manifest, self.rows[positions], self.class_names)
+        return PreparedSplit(self.folder, self.manifest, self.rows[positions], list(self.class_names))
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"classes": self.num_classes, "folder": str(self.folder),
                                 "rgb": f"3x{self.frames_rgb}x{self.resolution}x{self.resolution} uint8",
                                 "skeleton": f"3x{self.frames_skeleton}x25x2 float32 (metres)"}
-        expected = getattr(self, "expected_clips", None)
-        if expected:
-            info["clips"] = expected
+        if self.expected_clips:
+            info["clips"] = dict(self.expected_clips)
         return info
+
+
+def npy_shape(path: Path) -> tuple[tuple[int, ...] | None, str]:
+    """The shape of a ``.npy`` file and ``""``, or ``None`` and why it is not a complete array file.
+
+    Reads only the header and the file's size: a file cut short (a copy or preparation that
+    stopped) is found without reading its data.
+    """
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            if version not in read_header:
+                return None, f"{path.name}: .npy format version {version} is not one robench writes"
+            shape, _, dtype = read_header[version](fh)
+            need = fh.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            size = os.fstat(fh.fileno()).st_size
+    except (OSError, ValueError, EOFError, SyntaxError, TypeError) as exc:
+        return None, f"{path.name}: not a readable .npy array ({exc})"
+    if size < need:
+        return None, f"{path.name} is cut short ({size} of {need} bytes)"
+    return tuple(shape), ""
+
+
+def folder_problems(folder: Path, meta: dict[str, Any]) -> list[str]:
+    """What is damaged in a prepared folder whose manifest is ``meta``: array files cut short or of the
+    wrong shape, an unreadable ``clips.csv`` (empty if the folder is sound)."""
+    problems: list[str] = []
+    shapes: dict[str, tuple[int, ...]] = {}
+    skeleton, labels = meta.get("skeleton", {}).get("file", "skeleton.npy"), meta.get("labels", "labels.npy")
+    shards = list(meta.get("rgb", {}).get("shards", []))
+    for name in (skeleton, labels, *shards):
+        shape, why = npy_shape(folder / name)
+        if shape is None:
+            problems.append(why)
+        else:
+            shapes[name] = shape
+    if problems:
+        return problems
+    rows = {name: shape[0] if shape else 0 for name, shape in shapes.items()}
+    n = rows[labels]
+    sizes = meta.get("rgb", {}).get("shard_sizes", [])
+    if rows[skeleton] != n:
+        problems.append(f"{skeleton} has {rows[skeleton]} rows, {labels} {n}")
+    if [rows[f] for f in shards] != list(sizes) or sum(rows[f] for f in shards) != n:
+        problems.append(f"RGB shards of {[rows[f] for f in shards]} rows, the manifest says {sizes} ({n} clips)")
+    index = folder / meta.get("index", "clips.csv")
+    try:
+        with open(index, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            lacking = {"clip", "label", "row"} - set(reader.fieldnames or [])
+            if lacking:
+                problems.append(f"{index.name} lacks the columns {', '.join(sorted(lacking))}")
+            else:
+                for line, rec in enumerate(reader, start=2):
+                    if not (rec["row"] or "").isdigit() or int(rec["row"]) >= n:
+                        problems.append(f"{index.name} line {line}: row {rec['row']!r} is not a row of the {n} arrays")
+                        break
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        problems.append(f"{index.name}: {exc}")
+    return problems
 
 
 def column_indices(clips: Sequence[dict[str, str]], column: str, values: set[str]) -> np.ndarray:

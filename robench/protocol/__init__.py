@@ -18,8 +18,7 @@ from robench.protocol.schema import (
 )
 
 __all__ = [
-    "CLAIMS", "ClaimSpec", "ColumnSpec", "FigureSpec", "RowSpec",
-    "COLUMNS", "SCENARIOS", "AttackEntry", "Component", "DefenseEntry", "EvaluationConfig", "Protocol",
-    "RawProtocol", "TableSpec", "ThreatConfig", "TrainingConfig", "Variant", "bundled_protocols", "load_protocol",
-    "load_raw", "validate",
+    "CLAIMS", "COLUMNS", "SCENARIOS", "AttackEntry", "ClaimSpec", "ColumnSpec", "Component", "DefenseEntry",
+    "EvaluationConfig", "FigureSpec", "Protocol", "RawProtocol", "RowSpec", "TableSpec", "ThreatConfig",
+    "TrainingConfig", "Variant", "bundled_protocols", "load_protocol", "load_raw", "validate",
 ]

@@ -9,11 +9,12 @@ what is allowed.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from robench.errors import ProtocolError, UnknownNameError
+from robench.errors import ProtocolError, RobenchError, UnknownNameError
 from robench.params import _Mismatch, check_params, coerce, parse_number, type_name
 from robench.protocol.load import KeyPath, RawProtocol
 from robench.registry import Registry
@@ -106,9 +107,18 @@ class Checker:
         return cls, Component(str(type_name_), checked)
 
 
-def instantiate(checker: Checker, path: KeyPath, make: Callable[[], Any]) -> Any:
-    """Build a component to run its own checks; turn its ValueError/TypeError into a ProtocolError."""
+def instantiate(checker: Checker, path: KeyPath, make: Callable[[], Any], params: dict[str, Any] | None = None) -> Any:
+    """Build a component to run its own checks; turn its ValueError/TypeError (or a RobenchError that names
+    no file) into a ProtocolError. The error's key is ``path.<name>`` when the message names one of
+    ``params`` (the first it names), so that the file that set that parameter is the one named."""
     try:
         return make()
-    except (ValueError, TypeError) as exc:
-        raise checker.fail(path, "(parameters)", f"values the component accepts: {exc}") from None
+    except ProtocolError:
+        raise
+    except (ValueError, TypeError, RobenchError) as exc:
+        text, params = str(exc), params or {}
+        hits = [(m.start(), name) for name in params if (m := re.search(rf"\b{re.escape(name)}\b", text))]
+        if hits:
+            name = min(hits)[1]
+            raise checker.fail((*path, name), params[name], f"values the component accepts: {text}") from None
+        raise checker.fail(path, "(parameters)", f"values the component accepts: {text}") from None

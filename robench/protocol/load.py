@@ -55,8 +55,11 @@ def bundled_protocols() -> dict[str, Path]:
     return {str(p.relative_to(root).with_suffix("")): p for p in sorted(root.rglob("*.yaml"))}
 
 
-def resolve_protocol_path(name: str | Path, relative_to: Path | None = None) -> Path:
-    """A protocol file from a path, a path relative to ``relative_to``, or a bundled name."""
+def resolve_protocol_path(name: str | Path, relative_to: Path | None = None, including: Path | None = None) -> Path:
+    """A protocol file from a path, a path relative to ``relative_to``, or a bundled name.
+
+    ``including`` is the file whose ``include:`` names it (named by the error if there is no such file).
+    """
     candidates = []
     p = Path(name)
     if relative_to is not None and not p.is_absolute():
@@ -68,32 +71,144 @@ def resolve_protocol_path(name: str | Path, relative_to: Path | None = None) -> 
         if c.is_file():
             return c
     bundled = bundled_protocols()
-    key = str(p.with_suffix("")) if p.suffix in (".yaml", ".yml") else str(p)
-    key = key.removeprefix("protocols/")
-    if key in bundled:
-        return bundled[key]
+    bundled_key = str(p.with_suffix("")) if p.suffix in (".yaml", ".yml") else str(p)
+    bundled_key = bundled_key.removeprefix("protocols/")
+    if bundled_key in bundled:
+        return bundled[bundled_key]
+    file, key = (str(including or relative_to), "include") if relative_to is not None else (None, "protocol")
+    for c in candidates:
+        if c.is_dir():
+            raise ProtocolError(file or str(c), key if file else "(file)", f"{c} (a directory)",
+                                "a YAML protocol file, e.g. " + str(c / "protocol.yaml"))
     raise ProtocolError(
-        str(relative_to) if relative_to else None, "include" if relative_to else "protocol", str(name),
+        file, key, str(name),
         "an existing YAML file or a bundled protocol: " + ", ".join(sorted(bundled)),
+        "no file " + " or ".join(str(c) for c in dict.fromkeys(candidates)),
     )
+
+
+#: most values a YAML document may hold once its aliases are expanded (a large protocol has a few thousand)
+MAX_YAML_VALUES = 100_000
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _Refused(yaml.YAMLError):
+    """A YAML document robench does not read: the key (or what is wrong), what was found, what is allowed."""
+
+    def __init__(self, key: str, found: object, allowed: str, hint: str = "") -> None:
+        super().__init__(f"{key}: {found}")
+        self.key, self.found, self.allowed, self.hint = key, found, allowed, hint
+
+
+class _ProtocolLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (plain data only) that names the tags it refuses instead of a generic error."""
+
+    def construct_undefined(self, node: yaml.Node) -> Any:
+        line = f"line {node.start_mark.line + 1}" if node.start_mark else "?"
+        tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+        raise _Refused(f"(YAML tag at {line})", tag, "plain YAML values (mappings, lists, strings, numbers, "
+                       "booleans, null)", "robench never builds Python objects from a protocol file")
+
+
+_ProtocolLoader.add_constructor(None, _ProtocolLoader.construct_undefined)
+
+
+def _children(node: yaml.Node) -> list[tuple[str, yaml.Node]]:
+    """(key, child) pairs of a composed node: mapping values by key, list items by index."""
+    if isinstance(node, yaml.MappingNode):
+        return [(k.value if isinstance(k, yaml.ScalarNode) else "?", v) for k, v in node.value]
+    if isinstance(node, yaml.SequenceNode):
+        return [(str(i), v) for i, v in enumerate(node.value)]
+    return []
+
+
+def _check_composed(root: yaml.Node) -> None:
+    """Refuse alias bombs, recursive aliases and duplicate keys before anything is built from ``root``."""
+    size: dict[int, int] = {}  # node -> values it expands to (aliases share nodes: counted once per use)
+    started: set[int] = set()  # nodes on the current path (a child among them is a recursive alias)
+    todo: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while todo:
+        node, finished = todo.pop()
+        if finished:
+            started.discard(id(node))
+            size[id(node)] = 1 + sum(size[id(child)] for _, child in _children(node))
+            if size[id(node)] > MAX_YAML_VALUES:
+                raise _Refused("(YAML anchors and aliases)", f"a document of more than {MAX_YAML_VALUES} values "
+                               f"once its aliases (*name) are expanded ({size[id(node)]} in the value at line "
+                               f"{node.start_mark.line + 1})", "a protocol of plain keys and values",
+                               "share settings between protocols with include:")
+            continue
+        if id(node) in size:
+            continue
+        started.add(id(node))
+        todo.append((node, True))
+        for _, child in _children(node):
+            if id(child) in started:
+                raise _Refused("(YAML anchors and aliases)", f"a recursive alias at line {child.start_mark.line + 1} "
+                               "(a value that contains itself)", "aliases to values defined before them")
+            todo.append((child, False))
+    paths: list[tuple[yaml.Node, tuple[str, ...]]] = [(root, ())]  # bounded by the size just checked
+    while paths:
+        node, path = paths.pop()
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[tuple[str, str], str] = {}
+            for k, _value in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.tag != _MERGE_TAG:
+                    mark = k.start_mark
+                    line = f"line {mark.line + 1}" + (f", column {mark.column + 1}" if not mark.line else "")
+                    if (k.tag, k.value) in seen:
+                        raise _Refused(".".join((*path, k.value)), f"the key a second time at {line} (first at "
+                                       f"{seen[(k.tag, k.value)]})", "each key once in a mapping",
+                                       "YAML would silently keep only the last value; remove one")
+                    seen[(k.tag, k.value)] = line
+        paths.extend(reversed([(child, (*path, key)) for key, child in _children(node)]))
+
+
+def parse_yaml(text: str) -> Any:
+    """One YAML document as plain data (``yaml.safe_load`` semantics), refusing what a protocol never needs:
+    Python tags, alias bombs and recursive aliases, and duplicate keys (raises :class:`yaml.YAMLError`)."""
+    loader = _ProtocolLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_composed(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
-        raise ProtocolError(str(path), "(file)", str(exc), "a readable YAML file") from None
+        raise ProtocolError(str(path), "(file)", exc.strerror or str(exc), "a readable YAML file") from None
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(str(path), "(file)", f"bytes that are not UTF-8 text (byte 0x{raw[exc.start]:02x} at "
+                            f"offset {exc.start})", "a YAML text file in UTF-8", "is it the right file?") from None
+    try:
+        data = parse_yaml(text)
+    except _Refused as exc:
+        raise ProtocolError(str(path), exc.key, exc.found, exc.allowed, exc.hint) from None
+    except yaml.reader.ReaderError as exc:
+        raise ProtocolError(str(path), f"(character at offset {exc.position})", f"#x{exc.character:04x}: {exc.reason}",
+                            "printable YAML text") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = " ".join(filter(None, (getattr(exc, "context", None), getattr(exc, "problem", None)))) or str(exc)
         raise ProtocolError(str(path), f"(YAML syntax at {where})", problem, "valid YAML") from None
+    except RecursionError:
+        raise ProtocolError(str(path), "(YAML nesting)", "values nested too deeply to read",
+                            "a protocol of a few levels of mappings and lists") from None
     if data is None:
-        data = {}
+        raise ProtocolError(str(path), "(top level)", "an empty document",
+                            "a mapping of protocol keys (name, dataset, model, ...; see protocols/quickstart.yaml)")
     if not isinstance(data, dict):
-        raise ProtocolError(str(path), "(top level)", type(data).__name__, "a mapping of protocol keys")
+        raise ProtocolError(str(path), "(top level)", f"{type(data).__name__} {str(data)[:40]}",
+                            "a mapping of protocol keys")
     return data
 
 
@@ -135,7 +250,7 @@ def _load(path: Path, stack: tuple[Path, ...], origins: dict[KeyPath, str]) -> d
     path = path.resolve()
     if path in stack:
         chain = " -> ".join(str(p) for p in (*stack, path))
-        raise ProtocolError(str(path), "include", chain, "an include chain without cycles")
+        raise ProtocolError(str(stack[-1]) if stack else str(path), "include", chain, "an include chain without cycles")
     data = _read_yaml(path)
     includes = data.pop("include", None)
     if includes is None:
@@ -146,7 +261,7 @@ def _load(path: Path, stack: tuple[Path, ...], origins: dict[KeyPath, str]) -> d
         raise ProtocolError(str(path), "include", includes, "a file name or a list of file names")
     merged: dict[str, Any] = {}
     for inc in includes:
-        inc_path = resolve_protocol_path(inc, relative_to=path.parent)
+        inc_path = resolve_protocol_path(inc, relative_to=path.parent, including=path)
         merged = merge(merged, _load(inc_path, (*stack, path), origins), {}, str(inc_path))
     return merge(merged, data, origins, str(path))
 
@@ -158,8 +273,11 @@ def parse_override(text: str) -> tuple[KeyPath, Any]:
     if not sep or not key or any(not part for part in key.split(".")):
         raise ProtocolError("--set", text, text, "KEY.PATH=VALUE, e.g. training.epochs=2")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
+        parsed = parse_yaml(value) if value.strip() else ""
+    except _Refused as exc:
+        raise ProtocolError("--set", key if exc.key.startswith("(") else f"{key}.{exc.key}", exc.found, exc.allowed,
+                            exc.hint) from None
+    except (yaml.YAMLError, RecursionError):
         parsed = value
     return tuple(key.split(".")), parsed
 

@@ -40,24 +40,25 @@ import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
 from robench.errors import UnknownNameError
 from robench.params import check_params
-from robench.protocol.check import Checker, Component, instantiate
 from robench.protocol import layout
+from robench.protocol.check import Checker, Component, instantiate
 from robench.protocol.layout import STANDARD_COLUMNS, ClaimSpec, FigureSpec, TableSpec
 from robench.protocol.load import KeyPath, RawProtocol, merge
 from robench.registry import ATTACKS, BACKBONES, DATASETS, DEFENSES, Registry, load_builtins, load_plugin_file
+from robench.scenarios import SCENARIOS  # re-exported: robench.protocol.schema.SCENARIOS
 
-#: scenario name -> attacked modalities (paper: clean, XR, XS, XRS)
-SCENARIOS: dict[str, tuple[str, ...]] = {"clean": (), "R": ("rgb",), "S": ("skeleton",), "RS": ("rgb", "skeleton")}
 #: standard table columns: scenario accuracies, Avg = (R + S + RS) / 3 and RI (paper Eq. 13-14)
 COLUMNS: tuple[str, ...] = STANDARD_COLUMNS
 
 TOP_LEVEL = ("name", "description", "version", "plugins", "seeds", "dataset", "datasets", "model", "training",
-             "threat", "defenses", "attacks", "scenarios", "eps", "evaluation", "tables", "figures", "claims", "profiles")
+             "threat", "defenses", "attacks", "scenarios", "eps", "evaluation", "tables", "figures", "claims",
+             "profiles")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/@]*$")
 
 
@@ -97,12 +98,11 @@ class TrainingConfig:
     #: the training attack's radius, in the threat model's units (scaled per modality)
     attack_eps: float = 8 / 255
 
-    def identity(self, with_attack: bool) -> dict[str, Any]:
-        """What of this config determines a trained model (the attack only if the defense uses one)."""
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("attack", "attack_eps")}
-        if with_attack:
-            d["attack"] = {"type": self.attack.type, "params": self.attack.params, "eps": self.attack_eps}
-        return d
+    def identity(self) -> dict[str, Any]:
+        """The settings of this config that determine a trained model, the training attack aside
+        (it is part of a model's identity only for defenses that declare ``uses_training_attack``)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in ("attack", "attack_eps")}
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ class ThreatConfig:
         cls = ATTACKS.get(attack.type)
         mods = list(modalities)
         params = dict(attack.params)
-        for name in getattr(cls, "scaled_params", ()):
+        for name in cls.scaled_params:
             if name in params:
                 value = params[name]
                 params[name] = {m: float(value[m] if isinstance(value, dict) else value) * self.scale[m] for m in mods}
@@ -221,23 +221,29 @@ def _training(c: Checker, value: Any, path: KeyPath) -> TrainingConfig:
     if cfg.max_steps_per_epoch is not None and cfg.max_steps_per_epoch < 1:
         raise c.fail((*path, "max_steps_per_epoch"), cfg.max_steps_per_epoch, "null or an integer >= 1")
     for name in ("lr", "momentum", "weight_decay"):
-        if getattr(cfg, name) < 0:
-            raise c.fail((*path, name), getattr(cfg, name), "a number >= 0")
+        if not 0 <= getattr(cfg, name) < float("inf"):  # NaN fails too
+            raise c.fail((*path, name), getattr(cfg, name), "a finite number >= 0")
+    if cfg.grad_clip is not None and not 0 < cfg.grad_clip < float("inf"):
+        raise c.fail((*path, "grad_clip"), cfg.grad_clip, "null (off) or a finite number > 0")
     if attack_raw:
         apath = (*path, "attack")
         a = dict(attack_raw)
         atype = a.pop("type", cfg.attack.type)
         eps = c.number(a.pop("eps", cfg.attack_eps), (*apath, "eps"), minimum=0.0)
+        if not eps >= 0:  # NaN (c.number let it through)
+            raise c.fail((*apath, "eps"), eps, "a number >= 0 (8/255 style fractions allowed)")
         base = cfg.attack.params if atype == cfg.attack.type else {}
-        cls, comp = c.component(ATTACKS, atype, {**base, **a}, apath, "type", exclude=tuple(cls_harness(ATTACKS, atype)))
-        instantiate(c, apath, lambda: cls(modalities=["rgb"], eps=0.0, **comp.params))
+        cls, comp = c.component(ATTACKS, atype, {**base, **a}, apath, "type",
+                                exclude=tuple(cls_harness(ATTACKS, atype)))
+        instantiate(c, apath, lambda: cls(modalities=["rgb"], eps=0.0, **comp.params), comp.params)
         cfg.attack, cfg.attack_eps = comp, eps
     return cfg
 
 
 def cls_harness(registry: Registry[Any], name: str) -> tuple[str, ...]:
+    """The parameters robench fills for component ``name`` (none if the name is unknown: the lookup reports it)."""
     try:
-        return tuple(getattr(registry.get(name), "harness_params", ()))
+        return registry.get(name).harness_params
     except UnknownNameError:
         return ()
 
@@ -251,12 +257,17 @@ def _model(c: Checker, value: Any, path: KeyPath) -> dict[str, Component]:
             continue
         spec = dict(c.mapping(spec, (*path, modality), "{backbone: NAME, ...parameters} or null"))
         if "backbone" not in spec:
-            raise c.fail((*path, modality, "backbone"), "(missing)", "a registered backbone: " + ", ".join(BACKBONES.names()))
+            raise c.fail((*path, modality, "backbone"), "(missing)",
+                         "a registered backbone: " + ", ".join(BACKBONES.names()))
         name = spec.pop("backbone")
         cls = c.lookup(BACKBONES, name, (*path, modality, "backbone"))
-        if getattr(cls, "modality", modality) != modality:
+        if cls.modality != modality:
             raise c.fail((*path, modality, "backbone"), name, f"a {modality} backbone (this one reads {cls.modality})")
-        _, out[modality] = c.component(BACKBONES, name, spec, (*path, modality), "backbone")
+        bcls, out[modality] = c.component(BACKBONES, name, spec, (*path, modality), "backbone")
+        params = out[modality].params
+        if params.get("checkpoint") and hasattr(bcls, "check_checkpoint"):  # read the weights before any training
+            instantiate(c, (*path, modality), partial(bcls.check_checkpoint, params),
+                        {"checkpoint": params["checkpoint"]})
     if not out:
         raise c.fail(path, value, "at least one of rgb and skeleton")
     return out
@@ -272,6 +283,8 @@ def _threat(c: Checker, value: Any, path: KeyPath) -> ThreatConfig:
         c.keys(spec, (*path, m), ("scale", "bounds"))
         if "scale" in spec:
             scale[m] = c.number(spec["scale"], (*path, m, "scale"), minimum=0.0)
+            if not scale[m] < float("inf"):  # NaN and inf
+                raise c.fail((*path, m, "scale"), spec["scale"], "a finite number >= 0")
         if "bounds" in spec:
             b = spec["bounds"]
             if b is None:
@@ -289,7 +302,11 @@ def _eps_list(c: Checker, value: Any, path: KeyPath) -> list[float]:
         value = [value] if isinstance(value, (int, float, str)) else value
     if not isinstance(value, list) or not value:
         raise c.fail(path, value, "a non-empty list of numbers (fractions like 8/255 allowed)")
-    return [c.number(v, (*path, str(i)), minimum=0.0) for i, v in enumerate(value)]
+    out = [c.number(v, (*path, str(i)), minimum=0.0) for i, v in enumerate(value)]
+    for i, x in enumerate(out):
+        if not x >= 0:  # NaN (c.number let it through)
+            raise c.fail((*path, str(i)), value[i], "a number >= 0 (8/255 style fractions allowed)")
+    return out
 
 
 def _defenses(c: Checker, value: Any, path: KeyPath, model: dict[str, Component], training_raw: Any,
@@ -308,7 +325,7 @@ def _defenses(c: Checker, value: Any, path: KeyPath, model: dict[str, Component]
         t_over = c.mapping(spec.pop("training", None), (*dpath, "training"))
         m_over = c.mapping(spec.pop("model", None), (*dpath, "model"))
         cls, comp = c.component(DEFENSES, dtype, spec, dpath, "type")
-        instantiate(c, dpath, lambda: cls(**comp.params))
+        instantiate(c, dpath, partial(cls, **comp.params), comp.params)
         training = _training(c, merge(c.mapping(training_raw, ("training",)), t_over, {}, ""), ("training",)) \
             if t_over else _training(c, training_raw, ("training",))
         if m_over:
@@ -329,7 +346,7 @@ def _attacks(c: Checker, value: Any, path: KeyPath, default_eps: list[float]) ->
         label = str(spec.pop("label", aid))
         eps = _eps_list(c, spec.pop("eps"), (*apath, "eps")) if "eps" in spec else list(default_eps)
         cls, comp = c.component(ATTACKS, atype, spec, apath, "type", exclude=cls_harness(ATTACKS, str(atype)))
-        instantiate(c, apath, lambda: cls(modalities=["rgb"], eps=0.0, **comp.params))
+        instantiate(c, apath, partial(cls, modalities=["rgb"], eps=0.0, **comp.params), comp.params)
         out[str(aid)] = AttackEntry(str(aid), label, comp, eps)
     return out
 
@@ -360,8 +377,8 @@ def _dataset(c: Checker, value: Any, path: KeyPath) -> Component:
     if "name" not in spec:
         raise c.fail((*path, "name"), "(missing)", "a registered dataset: " + ", ".join(DATASETS.names()))
     name = spec.pop("name")
-    cls, comp = c.component(DATASETS, name, spec, path, "name", exclude=("cache_dir",))
-    instantiate(c, path, lambda: cls(**comp.params))
+    cls, comp = c.component(DATASETS, name, spec, path, "name", exclude=cls_harness(DATASETS, str(name)))
+    instantiate(c, path, lambda: cls(**comp.params), comp.params)
     return comp
 
 
@@ -402,8 +419,8 @@ def validate(raw: RawProtocol) -> Protocol:
         load_plugin_file(path)
         plugins.append(path.resolve())
     seeds = c.typed(data.get("seeds", [0]), list[int], ("seeds",))
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise c.fail(("seeds",), data.get("seeds"), "a non-empty list of distinct integers")
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise c.fail(("seeds",), data.get("seeds"), "a non-empty list of distinct integers >= 0")
 
     if ("dataset" in data) == ("datasets" in data):
         raise c.fail(("dataset",), "(both)" if "dataset" in data else "(missing)",
@@ -414,7 +431,8 @@ def validate(raw: RawProtocol) -> Protocol:
         ds = _dataset(c, data["dataset"], ("dataset",))
         variants[ds.type] = _variant(c, ds.type, ds.type, ds, shared)
     else:
-        entries = c.mapping(data["datasets"], ("datasets",), "a mapping of dataset id -> {name, ...parameters, overrides}")
+        entries = c.mapping(data["datasets"], ("datasets",),
+                            "a mapping of dataset id -> {name, ...parameters, overrides}")
         entries = {k: v for k, v in entries.items() if v is not None}  # null leaves an included dataset out
         if not entries:
             raise c.fail(("datasets",), entries, "at least one dataset")
@@ -445,14 +463,17 @@ def validate(raw: RawProtocol) -> Protocol:
                          "the same defense and attack ids for every dataset (override their parameters, not the ids)")
     table_specs = layout.tables(c, data.get("tables"), variants)
     return Protocol(
-        name=name, description=str(data.get("description", "")), version=c.typed(data.get("version", 1), int, ("version",)),
+        name=name, description=str(data.get("description", "")),
+        version=c.typed(data.get("version", 1), int, ("version",)),
         path=raw.path, seeds=seeds, plugins=plugins, variants=variants, tables=table_specs,
-        figures=layout.figures(c, data.get("figures"), variants), claims=layout.claims(c, data.get("claims"), table_specs),
+        figures=layout.figures(c, data.get("figures"), variants),
+        claims=layout.claims(c, data.get("claims"), table_specs),
         data=data, profile=raw.profile,
     )
 
 
-def load_protocol(name: str | Path, overrides: list[str] | tuple[str, ...] = (), profile: str | None = None) -> Protocol:
+def load_protocol(name: str | Path, overrides: list[str] | tuple[str, ...] = (),
+                  profile: str | None = None) -> Protocol:
     """Read and validate a protocol file (path or bundled name) with a profile and ``--set`` overrides."""
     from robench.protocol.load import load_raw
 

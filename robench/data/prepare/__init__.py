@@ -26,6 +26,12 @@ def prepare(fmt: str, out: str | Path, settings: Settings, workers: int = 1, roo
             label_base: int = 0, limit: int | None = None,
             progress: Callable[[int, int], None] | None = None) -> Summary:
     """Prepare one dataset into ``out``; returns the counts (written, skipped by reason, failed by clip)."""
+    for flag, value in (("--frames-rgb", settings.frames_rgb), ("--resolution", settings.resolution),
+                        ("--frames-skeleton", settings.frames_skeleton), ("--shard-size", settings.shard_size),
+                        ("persons", settings.persons), ("--limit", 1 if limit is None else limit)):
+        if value < 1:
+            raise DataError(f"robench prepare {fmt}: {flag} {value}; allowed: an integer >= 1")
+
     def need(value: object, flag: str) -> Path:
         if value is None:
             raise DataError(f"robench prepare {fmt} needs {flag}")

@@ -5,7 +5,7 @@ Formats (``robench prepare FORMAT``):
 ``ntu60`` / ``ntu120``
     a folder tree of raw NTU files: ``<name>.skeleton`` and ``<name>_rgb.avi`` anywhere below
     ``--root`` (NTU-60 keeps setups 1-17). Clips listed in ``--missing-skeletons`` (the official
-    list) or whose skeleton has no body in any frame are skipped and counted.
+    list) are skipped (named in ``prepare-skipped.csv``); those whose skeleton has no body in any frame fail.
 ``imigue``
     iMiGUE's raw files are not public, so robench reads this documented layout (that of public
     challenge loaders)::
@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import csv
 import pickle
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +47,8 @@ from robench.data.prepare.writer import READERS, ClipSource, Settings
 from robench.errors import DataError
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm")
+#: clips left out before reading: (clip, reason)
+Skipped = list[tuple[str, str]]
 
 #: NTU joint (0-based) <- OpenPose BODY_25 joint(s), averaged; 25-29 / 30-34 are left / right fingertips
 BODY25_TO_NTU: tuple[tuple[int, ...], ...] = (
@@ -90,25 +91,25 @@ def read_ntu(args: dict[str, Any], settings: Settings) -> tuple[np.ndarray, np.n
     return _resample_skeleton(skel.to_array(settings.persons), settings), rgb, info
 
 
-def find_ntu(root: Path, dataset: str, missing_list: Path | None = None) -> tuple[list[ClipSource], dict[str, int]]:
-    """Clips of raw NTU files below ``root``; returns (clips, skipped counts by reason)."""
+def find_ntu(root: Path, dataset: str, missing_list: Path | None = None) -> tuple[list[ClipSource], Skipped]:
+    """Clips of raw NTU files below ``root``; returns (clips, skipped clips with their reasons)."""
     max_setup = 17 if dataset == "ntu60" else 32
     skeletons = {p.name[: -len(".skeleton")]: p for p in root.rglob("*.skeleton")}
     videos = {p.name[: -len("_rgb.avi")]: p for p in root.rglob("*_rgb.avi")}
     missing = missing_skeletons(missing_list) if missing_list else set()
-    clips, skipped = [], Counter()
+    clips, skipped = [], []
     for name in sorted(set(skeletons) | set(videos)):
         try:
             meta = parse_name(name)
         except ValueError:
-            skipped["not an NTU name"] += 1
+            skipped.append((name, "not an NTU name"))
             continue
         if meta["setup"] > max_setup:
             continue
         reason = ("listed as missing skeleton" if name in missing else "no .skeleton file" if name not in skeletons
                   else "no _rgb.avi video" if name not in videos else None)
         if reason:
-            skipped[reason] += 1
+            skipped.append((name, reason))
             continue
         clips.append(ClipSource(name, meta["action"] - 1, "ntu",
                                 {"skeleton_path": str(skeletons[name]), "video_path": str(videos[name])},
@@ -135,9 +136,13 @@ def decode_range(path: str, start: int, end: int, wanted: int) -> tuple[np.ndarr
         rate = float(stream.average_rate or 25)
         if start > 0 and stream.time_base is not None:  # jump to the keyframe before the clip
             container.seek(int(max(start - 2, 0) / rate / stream.time_base), stream=stream, backward=True)
-        frames = []
+        time_base = stream.time_base
+        frames: list[np.ndarray] = []
         for frame in container.decode(stream):
-            index = int(round(float(frame.pts * stream.time_base) * rate)) if frame.pts is not None else len(frames)
+            if frame.pts is not None and time_base is not None:
+                index = round(float(frame.pts * time_base) * rate)
+            else:
+                index = len(frames)
             if index > end:
                 break
             if index >= start:
@@ -165,25 +170,25 @@ def read_imigue(args: dict[str, Any], settings: Settings) -> tuple[np.ndarray, n
     return _resample_skeleton(skel, settings), rgb, {"frames": len(sel), "video_frames": n_frames, "bodies": 1}
 
 
-def find_imigue(root: Path, label_base: int = 0) -> tuple[list[ClipSource], dict[str, int]]:
+def find_imigue(root: Path, label_base: int = 0) -> tuple[list[ClipSource], Skipped]:
     subjects_file = root / "subjects.csv"
     if not subjects_file.is_file():
         raise DataError(f"{subjects_file} not found: robench reads iMiGUE in the layout documented in "
                         "robench/data/prepare/sources.py (subjects.csv, labels/, skeletons/, videos/)")
-    clips, skipped = [], Counter()
+    clips, skipped = [], []
     with open(subjects_file, newline="") as fh:
         videos = [(r["video"], r["subject"]) for r in csv.DictReader(fh)]
     for video, subject in videos:
         label_file, skel_file = root / "labels" / f"{video}.csv", root / "skeletons" / f"{video}.csv"
         video_file = next((p for ext in VIDEO_EXTENSIONS if (p := root / "videos" / f"{video}{ext}").is_file()), None)
         if not label_file.is_file():
-            skipped["no label file"] += 1
+            skipped.append((video, "no label file"))  # its clips are unknown: the video is named
             continue
         with open(label_file, newline="") as fh:
             segments = [r for r in csv.reader(fh) if r and r[0].strip()]
         if skel_file is None or not skel_file.is_file() or video_file is None:
             key = "no skeleton file" if not skel_file.is_file() else "no video"
-            skipped[key] += len(segments)
+            skipped.extend((f"{video}_{k:04d}", key) for k in range(len(segments)))
             continue
         for k, (gesture, start, end) in enumerate(segments):
             clips.append(ClipSource(f"{video}_{k:04d}", int(gesture) - label_base, "imigue",
@@ -221,21 +226,47 @@ def _channels_first(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x[..., :3].transpose(3, 1, 2, 0))
 
 
-def find_pyskl(pickle_path: Path, video_dir: Path, dataset: str) -> tuple[list[ClipSource], dict[str, int]]:
-    with open(pickle_path, "rb") as fh:
-        data = pickle.load(fh)
+class _DataUnpickler(pickle.Unpickler):
+    """Unpickles plain data and numpy arrays only: what a PYSKL / MMAction2 annotation file holds.
+
+    Any other class or function named in a pickle could run code while it loads; such a file is refused.
+    """
+
+    ALLOWED = frozenset({
+        *((f"numpy.{core}.multiarray", name) for core in ("core", "_core") for name in ("_reconstruct", "scalar")),
+        *((f"numpy.{core}.numeric", "_frombuffer") for core in ("core", "_core")),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"), ("collections", "OrderedDict"),
+    })
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it names {module}.{name}, which is not plain data or a numpy array "
+                                     "(robench does not load it: unpickling it could run code)")
+
+
+def find_pyskl(pickle_path: Path, video_dir: Path, dataset: str) -> tuple[list[ClipSource], Skipped]:
+    try:
+        with open(pickle_path, "rb") as fh:
+            data = _DataUnpickler(fh).load()
+    except (OSError, EOFError, ValueError, TypeError, AttributeError, IndexError, pickle.UnpicklingError) as exc:
+        raise DataError(f"cannot read the PYSKL pickle {pickle_path}: {exc}; robench reads pickles of plain data "
+                        "and numpy arrays (lists/dicts with frame_dir, label, keypoint)") from None
+    if not (isinstance(data, list) or (isinstance(data, dict) and isinstance(data.get("annotations"), list))):
+        raise DataError(f"{pickle_path} is not a PYSKL annotation file: expected a dict with 'annotations' (a list) "
+                        f"or a list of annotations, found {type(data).__name__}")
     annotations = data["annotations"] if isinstance(data, dict) else data
     membership: dict[str, list[str]] = {}
     for split, names in (data.get("split", {}) if isinstance(data, dict) else {}).items():
         for name in names:
             membership.setdefault(str(name), []).append(split)
-    clips, skipped = [], Counter()
+    clips, skipped = [], []
     for ann in annotations:
         name = str(ann["frame_dir"])
         video = next((p for suffix in ("_rgb.avi", ".mp4", ".avi", ".mkv")
                       if (p := video_dir / f"{name}{suffix}").is_file()), None)
         if video is None:
-            skipped["no video"] += 1
+            skipped.append((name, "no video"))
             continue
         kp = np.asarray(ann["keypoint"], dtype=np.float32)  # [M, T, V, C]
         meta: dict[str, Any] = {"splits": " ".join(sorted(membership.get(name, [])))}
@@ -246,7 +277,7 @@ def find_pyskl(pickle_path: Path, video_dir: Path, dataset: str) -> tuple[list[C
     return clips, skipped
 
 
-def find_manifest(manifest: Path) -> tuple[list[ClipSource], dict[str, int]]:
+def find_manifest(manifest: Path) -> tuple[list[ClipSource], Skipped]:
     base = manifest.parent
     clips = []
     with open(manifest, newline="") as fh:
@@ -260,7 +291,7 @@ def find_manifest(manifest: Path) -> tuple[list[ClipSource], dict[str, int]]:
             clips.append(ClipSource(r["clip"], int(r["label"]), "array_video",
                                     {"skeleton_path": str(base / r["skeleton"]), "video_path": str(base / r["video"])},
                                     meta))
-    return clips, {}
+    return clips, []
 
 
 READERS.update({"ntu": read_ntu, "imigue": read_imigue, "array_video": read_array_video})

@@ -82,8 +82,8 @@ def square_box(width: int, height: int, crop: str, box: tuple[float, float, floa
         size = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
         side = int(min(max(size, 0.25 * min(width, height)), min(width, height)))
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-        left = int(round(min(max(cx - side / 2, 0), width - side)))
-        top = int(round(min(max(cy - side / 2, 0), height - side)))
+        left = round(min(max(cx - side / 2, 0), width - side))
+        top = round(min(max(cy - side / 2, 0), height - side))
         return left, top, side
     return (width - side) // 2, (height - side) // 2, side
 
@@ -91,7 +91,7 @@ def square_box(width: int, height: int, crop: str, box: tuple[float, float, floa
 def to_clip(frames: np.ndarray, size: int, crop: str = "center",
             box: tuple[float, float, float, float] | None = None) -> np.ndarray:
     """``uint8 [T, H, W, 3]`` frames -> ``uint8 [3, T, size, size]`` (crop, then antialiased resize)."""
-    t, h, w, _ = frames.shape
+    _, h, w, _ = frames.shape
     if crop == "full":
         cut = frames
     else:

@@ -3,11 +3,13 @@
 Every clip has a fixed row in the output arrays (its position in the sorted clip list), so
 workers decode clips in parallel and write their rows straight into preallocated ``.npy`` arrays
 (``skeleton.npy`` and the RGB shards, see :class:`~robench.data.prepared.RowFile`), and the
-parent records each finished row in an append-only ledger (``prepare-ledger.csv``). A preparation that is killed resumes from the ledger without
-redoing finished clips. A clip whose files cannot be read (a truncated skeleton, a broken video) is
-recorded as failed, with its file and the reason, and the others go on; its row stays empty and is
-left out of ``clips.csv``. The manifest (``robench-dataset.json``) is written last, atomically:
-a folder without one is not ready, whatever else is in it.
+parent records each finished row in an append-only ledger (``prepare-ledger.csv``). A preparation
+that is killed resumes from the ledger without redoing finished clips. A clip whose files cannot be
+read (a truncated skeleton, a broken video) is recorded as failed, with its file and the reason, and
+the others go on; its row stays empty and is left out of ``clips.csv``; clips the source left out
+before reading (no video, listed as missing, ...) are named with their reason in
+``prepare-skipped.csv``. The manifest (``robench-dataset.json``) is written last, atomically: a
+folder without one is not ready, whatever else is in it.
 """
 
 from __future__ import annotations
@@ -17,20 +19,22 @@ import json
 import multiprocessing as mp
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from robench.data.prepared import FORMAT, MANIFEST, RowFile
+from robench.data.prepared import FORMAT, MANIFEST, RowFile, npy_shape
 from robench.errors import DataError
 
 STATE = "prepare-state.json"
 LEDGER = "prepare-ledger.csv"
 FAILURES = "prepare-failures.csv"
+SKIPPED = "prepare-skipped.csv"
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ class Summary:
     written: int = 0
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> clips left out before reading
     failed: list[tuple[str, str]] = field(default_factory=list)  # (clip, reason)
+    skipped_clips: list[tuple[str, str]] = field(default_factory=list)  # (clip, reason), in prepare-skipped.csv
     resumed: int = 0
     seconds: float = 0.0
 
@@ -110,7 +115,8 @@ def _work(job: tuple[int, ClipSource, Settings, str]) -> tuple[int, str, str, di
         if skeleton.shape != expected:
             raise ValueError(f"skeleton shape {skeleton.shape}, expected {expected}")
         _output(folder / "skeleton.npy", np.float32).write_row(row, skeleton)
-        _output(folder / f"rgb-{row // settings.shard_size:05d}.npy", np.uint8).write_row(row % settings.shard_size, rgb)
+        shard, shard_row = divmod(row, settings.shard_size)
+        _output(folder / f"rgb-{shard:05d}.npy", np.uint8).write_row(shard_row, rgb)
         return row, "ok", "", info
     except Exception as exc:  # a bad file must not stop the others
         where = source.args.get("skeleton_path") or source.args.get("video_path") or source.clip
@@ -137,14 +143,21 @@ def _read_ledger(out: Path) -> dict[int, tuple[str, str, dict[str, Any]]]:
         with open(out / LEDGER, newline="") as fh:
             for rec in csv.reader(fh):
                 if len(rec) == 4:  # a line cut by a kill is ignored: that clip is redone
-                    done[int(rec[0])] = (rec[1], rec[2], json.loads(rec[3]) if rec[3] else {})
+                    try:
+                        done[int(rec[0])] = (rec[1], rec[2], json.loads(rec[3]) if rec[3] else {})
+                    except ValueError:  # a damaged line: that clip is redone too
+                        continue
     return done
 
 
 def prepare_folder(out: str | Path, dataset: str, class_names: list[str], clips: list[ClipSource], settings: Settings,
-                   workers: int = 1, skipped: dict[str, int] | None = None, source: str = "",
+                   workers: int = 1, skipped: list[tuple[str, str]] | dict[str, int] | None = None, source: str = "",
                    progress: Callable[[int, int], None] | None = None) -> Summary:
-    """Prepare ``clips`` into ``out`` (resuming an interrupted preparation with the same settings)."""
+    """Prepare ``clips`` into ``out`` (resuming an interrupted preparation with the same settings).
+
+    ``skipped``: the clips the source left out before reading, as ``(clip, reason)`` pairs (written to
+    ``prepare-skipped.csv`` and counted by reason) or as counts by reason only.
+    """
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -154,13 +167,27 @@ def prepare_folder(out: str | Path, dataset: str, class_names: list[str], clips:
     if not clips:
         raise DataError(f"no clips to prepare for {dataset} (skipped: {skipped or {}})")
     state = _state(settings, dataset, clips)
-    summary = Summary(skipped=dict(skipped or {}))
+    if isinstance(skipped, dict):
+        summary = Summary(skipped=dict(skipped))
+    else:
+        summary = Summary(skipped=dict(Counter(why for _, why in skipped or [])), skipped_clips=list(skipped or []))
     if (out / STATE).is_file():
-        old = json.loads((out / STATE).read_text())
+        try:
+            old = json.loads((out / STATE).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DataError(f"cannot resume the preparation in {out}: {out / STATE} is unreadable ({exc}); "
+                            "move the folder away (or delete it) and prepare again") from None
+        if not isinstance(old, dict):
+            old = {"dataset": None, "settings": None}
         if old != state:
             raise DataError(f"{out} holds a preparation of other clips or settings ({old.get('dataset')}, "
                             f"{old.get('settings')}); choose another --out or delete the folder")
         sizes = [min(settings.shard_size, len(clips) - k) for k in range(0, len(clips), settings.shard_size)]
+        damaged = [why for name in ["skeleton.npy", *(f"rgb-{k:05d}.npy" for k in range(len(sizes)))]
+                   if (why := npy_shape(out / name)[1])]
+        if damaged:
+            raise DataError(f"cannot resume the preparation in {out}: {'; '.join(damaged[:3])}; "
+                            "move the folder away (or delete it) and prepare again")
     else:
         (out / MANIFEST).unlink(missing_ok=True)
         (out / LEDGER).unlink(missing_ok=True)
@@ -190,7 +217,8 @@ def prepare_folder(out: str | Path, dataset: str, class_names: list[str], clips:
     return summary
 
 
-def _run(pending: list[tuple[int, ClipSource, Settings, str]], workers: int) -> Iterator[tuple[int, str, str, dict[str, Any]]]:
+def _run(pending: list[tuple[int, ClipSource, Settings, str]],
+         workers: int) -> Iterator[tuple[int, str, str, dict[str, Any]]]:
     if workers <= 1 or len(pending) <= 1:
         for job in pending:
             yield _work(job)
@@ -236,6 +264,10 @@ def _finish(out: Path, dataset: str, class_names: list[str], clips: list[ClipSou
         w2 = csv.writer(fh)
         w2.writerow(["clip", "reason"])
         w2.writerows(summary.failed)
+    with open(out / SKIPPED, "w", newline="") as fh:
+        w3 = csv.writer(fh)
+        w3.writerow(["clip", "reason"])
+        w3.writerows(summary.skipped_clips)
     manifest = {
         "format": FORMAT, "dataset": dataset, "classes": class_names, "clips": len(rows),
         "rgb": {"frames": settings.frames_rgb, "height": settings.resolution, "width": settings.resolution,
@@ -244,7 +276,7 @@ def _finish(out: Path, dataset: str, class_names: list[str], clips: list[ClipSou
                      "file": "skeleton.npy", "units": "metres" if dataset.startswith("ntu") else "see source"},
         "labels": "labels.npy", "index": "clips.csv",
         "counts": {"written": len(rows), "skipped": summary.skipped, "failed": len(summary.failed)},
-        "source": source, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": source, "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     tmp = out / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1))
