@@ -23,7 +23,7 @@ the head.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +33,11 @@ from robench.data.base import MODALITIES
 from robench.defenses.base import Defense, Inputs, LossOutput
 from robench.models.two_stream import TwoStreamModel
 from robench.registry import register_defense
+from robench.report.contrib import SummaryRow, SummaryTable
 from robench.train.context import TrainContext
+
+if TYPE_CHECKING:  # matplotlib is imported only where Figure 4 is drawn
+    from matplotlib.figure import Figure
 
 
 class Reweight(nn.Module):
@@ -79,7 +83,7 @@ class AMR(Defense):
     clean_through_amr: bool = True
     clean_weight: float = 1.0
     modalities: list[str] = field(default_factory=lambda: ["rgb", "skeleton"])
-    uses_training_attack = True
+    uses_training_attack: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if self.count < 0:
@@ -148,7 +152,8 @@ class AMR(Defense):
         aux = self.aux_logits(model, adv_out.stages)
         l_aux = torch.stack([F.cross_entropy(a, labels) for a in aux]).mean() if aux else l_adv.new_zeros(())
         loss = self.clean_weight * l_clean + self.lam * (l_adv + l_aux)
-        return LossOutput(loss, adv_out.logits, {"loss_clean": float(l_clean.detach()), "loss_adv": float(l_adv.detach()),
+        return LossOutput(loss, adv_out.logits, {"loss_clean": float(l_clean.detach()),
+                                                  "loss_adv": float(l_adv.detach()),
                                                   "loss_aux": float(l_aux.detach())})
 
     # -- reporting -------------------------------------------------------------------------------
@@ -164,3 +169,57 @@ class AMR(Defense):
                 "channel_means_skeleton": [round(float(v), 6) for v in w_s.channel_means()],
             })
         return {"amr": amrs}
+
+    # -- report contributions: the paper's Table 3 and Figure 4 ----------------------------------
+    report_tables: ClassVar[tuple[str, ...]] = ("amr_weights",)
+    report_figures: ClassVar[tuple[str, ...]] = ("amr_weights",)
+
+    @classmethod
+    def summary_table(cls, kind: str, params: dict[str, Any], summaries: list[dict[str, Any]]) -> SummaryTable:
+        """``amr_weights`` (Table 3): the mean of W_R and of W_S in each AMR, averaged over seeds (4 decimals).
+
+        Rows ``rgb`` and ``skeleton``; columns ``AMR 1`` ... ``AMR count`` (AMR 1 nearest the head).
+        """
+        if kind not in cls.report_tables:
+            return super().summary_table(kind, params, summaries)
+        count = int(params.get("count", cls.count))
+        amrs = [s.get("amr", []) for s in summaries]
+        columns = [f"AMR {i + 1}" for i in range(count)]
+        rows = []
+        for modality, label in (("rgb", "Mean value of W_R"), ("skeleton", "Mean value of W_S")):
+            values: dict[str, float | None] = {}
+            for i, column in enumerate(columns):
+                found = [float(a[i][f"mean_{modality}"]) for a in amrs if len(a) > i]
+                values[column] = sum(found) / len(found) if found else None
+            rows.append(SummaryRow(modality, label, values))
+        return SummaryTable(columns, rows, digits=4)
+
+    @classmethod
+    def summary_figure(cls, kind: str, panels: list[tuple[str, dict[str, Any]]], title: str) -> Figure:
+        """``amr_weights`` (Figure 4): the mean weight of every channel of every AMR, RGB and skeleton side by
+        side; one row of panels per dataset, one panel per AMR (x: channel index, y: mean weight)."""
+        if kind not in cls.report_figures:
+            return super().summary_figure(kind, panels, title)
+        import matplotlib.pyplot as plt
+
+        rows = [(label, summary.get("amr") or []) for label, summary in panels]
+        ncols = max([len(a) for _, a in rows] + [1])
+        fig, axes = plt.subplots(len(rows), ncols, figsize=(4.2 * ncols, 3.0 * len(rows)), squeeze=False)
+        for r, (label, amrs) in enumerate(rows):
+            for c in range(ncols):
+                ax = axes[r][c]
+                if c >= len(amrs):
+                    ax.axis("off")
+                    continue
+                a = amrs[c]
+                for modality, color, name in (("rgb", "C0", "RGB (W_R)"), ("skeleton", "C3", "skeleton (W_S)")):
+                    means = a[f"channel_means_{modality}"]
+                    ax.plot(range(len(means)), means, ".", markersize=3, color=color, label=name)
+                ax.set_title(f"{label}: AMR {a['index']}", fontsize=9)
+                ax.set_xlabel("channel")
+                ax.set_ylabel("mean weight")
+                ax.grid(alpha=0.3)
+        axes[0][0].legend(fontsize=7)
+        fig.suptitle(title, fontsize=10)
+        fig.tight_layout()
+        return fig

@@ -38,14 +38,18 @@ validated against the protocol before anything runs, and hashed into the model's
 from __future__ import annotations
 
 import abc
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import Tensor
 
 from robench.models.two_stream import TwoStreamModel
+from robench.registry import Registrable
+from robench.report.contrib import SummaryTable
 from robench.train.context import TrainContext
+
+if TYPE_CHECKING:  # matplotlib is imported only where a figure is drawn
+    from matplotlib.figure import Figure
 
 Inputs = dict[str, Tensor]
 
@@ -65,14 +69,13 @@ class LossOutput:
     logs: dict[str, float] = field(default_factory=dict)
 
 
-class Defense(abc.ABC):
+class Defense(Registrable, abc.ABC):
     """Base class of all defenses (see the module docstring)."""
 
-    #: True if the defense makes adversarial examples during training: the protocol's training
-    #: attack then becomes part of the model's identity (cache key)
+    #: True if the defense makes adversarial examples during training (``ctx.adversarial``): the
+    #: protocol's training attack then becomes part of the model's identity. Declared once, here;
+    #: ``ctx.adversarial`` raises for a defense that did not declare it.
     uses_training_attack: ClassVar[bool] = False
-    #: name under which the class was registered (set by the registry)
-    registry_name: ClassVar[str] = ""
 
     def derives_from(self) -> tuple[str, dict[str, Any]] | None:
         """``(defense type, parameters)`` whose trained model this defense starts from, or None.
@@ -98,8 +101,47 @@ class Defense(abc.ABC):
         """JSON-serialisable facts about the trained model, stored with it (for reports)."""
         return {}
 
-    def describe(self) -> dict[str, Any]:
-        """The defense's parameters (part of the model's cache key)."""
-        if dataclasses.is_dataclass(self):
-            return dataclasses.asdict(self)
-        return {}
+    # -- report contributions ---------------------------------------------------------------------
+    #: table kinds this defense contributes: a protocol asks for one with
+    #: ``tables: - {kind: KIND, defense: ID}`` (ID a row of this type) and the report builds it with
+    #: :meth:`summary_table` (AMR: ``amr_weights``, the paper's Table 3). Not a protocol parameter:
+    #: declare it without an annotation, or as a ``ClassVar``, in a dataclass.
+    report_tables: ClassVar[tuple[str, ...]] = ()
+    #: figure kinds this defense contributes (``figures: - {kind: KIND, defense: ID}``), drawn by
+    #: :meth:`summary_figure` (AMR: ``amr_weights``, the paper's Figure 4)
+    report_figures: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def summary_table(cls, kind: str, params: dict[str, Any], summaries: list[dict[str, Any]]) -> SummaryTable:
+        """One dataset's block of a contributed table of ``kind`` (one of :attr:`report_tables`).
+
+        Args:
+            kind: the table kind the protocol asked for.
+            params: the row's defense parameters on that dataset (protocol values, defaults filled in).
+            summaries: the stored :meth:`summary` of the row's trained model for each seed found in
+                the store (empty before any is trained: return the rows with None values; protocol
+                validation calls it so to learn the row ids and columns its ``reference:`` may give).
+
+        Returns:
+            The block's columns and rows (values in the units the table title states); robench adds
+            the protocol's reference values and differences and renders it in every report format.
+        """
+        raise NotImplementedError(f"defense '{cls.registry_name or cls.__name__}' lists no summary table "
+                                  f"{kind!r} (report_tables: {', '.join(cls.report_tables) or 'none'})")
+
+    @classmethod
+    def summary_figure(cls, kind: str, panels: list[tuple[str, dict[str, Any]]], title: str) -> Figure:
+        """A contributed figure of ``kind`` (one of :attr:`report_figures`), drawn with matplotlib.
+
+        Args:
+            kind: the figure kind the protocol asked for.
+            panels: one ``(dataset label, stored summary)`` per dataset of the figure, in order (one
+                panel row each); the summary is ``{}`` where no trained model is stored yet.
+            title: the figure's title from the protocol.
+
+        Returns:
+            A ``matplotlib.figure.Figure``; robench saves it (PNG and SVG) and closes it. Import
+            matplotlib inside this method, so that importing the defense stays cheap.
+        """
+        raise NotImplementedError(f"defense '{cls.registry_name or cls.__name__}' lists no figure {kind!r} "
+                                  f"(report_figures: {', '.join(cls.report_figures) or 'none'})")

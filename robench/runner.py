@@ -8,7 +8,6 @@ the same results without duplicates.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +19,12 @@ from robench import __version__
 from robench.data.base import DatasetProvider
 from robench.errors import DataError
 from robench.evaluate import evaluate_cell
+from robench.legacy import Adopted, adopt_legacy
 from robench.plan import Cell, ModelJob, Plan, make_plan
 from robench.progress import Progress
 from robench.protocol.schema import Protocol
 from robench.registry import DATASETS
+from robench.run_layout import RunLayout
 from robench.runtime import RuntimeOptions, configure, device_name, git_commit
 from robench.store import CellRow, ResultsStore
 from robench.train.cache import ModelCache
@@ -53,10 +54,6 @@ class PlanStatus:
         return [j for j in self.plan.models.values() if j.id in need]  # plan order: bases first
 
     @property
-    def to_train(self) -> list[ModelJob]:
-        return [j for j in self.needed if j.id not in self.cached]
-
-    @property
     def to_evaluate(self) -> list[Cell]:
         return [c for c in self.plan.cells.values() if c.id not in self.stored]
 
@@ -71,43 +68,12 @@ class RunSummary:
     cells_written: int = 0
     cells_skipped: int = 0
     seconds: float = 0.0
+    #: results of an older identity format recorded under their new ids (:mod:`robench.legacy`)
+    adopted: Adopted = field(default_factory=Adopted)
 
 
 def plan_status(plan: Plan, store: ResultsStore, cache: ModelCache) -> PlanStatus:
     return PlanStatus(plan, store.existing(plan.cells), {m for m in plan.models if cache.has(m)})
-
-
-#: version of the report layout stored with each run; reports refuse older ones with a clear message
-LAYOUT_FORMAT = 2
-
-
-def report_layout(plan: Plan) -> dict[str, Any]:
-    """Everything a report needs to render the protocol's tables, figures and claims from the store alone."""
-    p = plan.protocol
-    return {
-        "format": LAYOUT_FORMAT,
-        "name": p.name,
-        "description": p.description,
-        "profile": p.profile,
-        "seeds": p.seeds,
-        "variants": {
-            vid: {"label": v.label, "dataset": v.dataset.type, "info": plan.datasets.get(vid, {}),
-                  "defenses": {d: e.label for d, e in v.defenses.items()},
-                  "defense_types": {d: e.defense.type for d, e in v.defenses.items()},
-                  "defense_params": {d: e.defense.params for d, e in v.defenses.items()},
-                  "modalities": {d: sorted(e.model) for d, e in v.defenses.items()},
-                  "attacks": {a: e.label for a, e in v.attacks.items()},
-                  "attack_types": {a: e.attack.type for a, e in v.attacks.items()},
-                  "attack_eps": {a: e.eps for a, e in v.attacks.items()},
-                  "scenarios": v.scenarios}
-            for vid, v in p.variants.items()
-        },
-        "tables": [dataclasses.asdict(t) for t in p.tables],
-        "figures": [dataclasses.asdict(f) for f in p.figures],
-        "claims": [dataclasses.asdict(c) for c in p.claims],
-        "cells": [[*key, cid] for key, cid in plan.index.items()],
-        "models": [[*key, mid] for key, mid in plan.model_index.items()],
-    }
 
 
 class Runner:
@@ -119,7 +85,7 @@ class Runner:
         self.data_dir = data_dir
         self.runtime = runtime or RuntimeOptions.for_device(device)
         self._providers: dict[str, DatasetProvider] = {}
-        configure(device)
+        configure(device, self.runtime.tf32)
 
     def provider(self, plan: Plan, variant: str) -> DatasetProvider:
         if variant not in self._providers:
@@ -128,9 +94,10 @@ class Runner:
         return self._providers[variant]
 
     def run(self, protocol: Protocol, overrides: list[str] | tuple[str, ...] = ()) -> RunSummary:
-        plan = make_plan(protocol)
+        plan = make_plan(protocol, self.runtime.precision)
+        adopted = adopt_legacy(plan, self.store, self.cache)
         status = plan_status(plan, self.store, self.cache)
-        summary = RunSummary(protocol.name, cells_skipped=len(status.stored))
+        summary = RunSummary(protocol.name, cells_skipped=len(status.stored), adopted=adopted)
         t0 = time.perf_counter()
         dev = device_name(self.device)
         problems = []
@@ -145,7 +112,7 @@ class Runner:
                     f"--profile {next(iter(profiles))}" if profiles else "")
             raise DataError(f"protocol '{protocol.name}' cannot start:\n  " + "\n  ".join(problems) + hint)
         run_id = self.store.start_run(protocol.name, str(protocol.path), list(overrides), protocol.data,
-                                      report_layout(plan), __version__, git_commit(), dev)
+                                      RunLayout.from_plan(plan).to_json(), __version__, git_commit(), dev)
         outcome = "failed"
         try:
             todo = status.to_evaluate

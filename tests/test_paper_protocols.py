@@ -71,7 +71,8 @@ def test_reference_values_are_consistent_or_documented() -> None:
                     d = dict(zip(cols, values))
                     if "Avg" in d and abs((d["R"] + d["S"] + d["RS"]) / 3 - d["Avg"]) > 0.025:
                         found.add((name, ds, rid, "Avg"))
-                    if "RI" in d and base and abs((d["clean"] + d["Avg"]) - (base["clean"] + base["Avg"]) - d["RI"]) > 0.025:
+                    if "RI" in d and base and \
+                            abs((d["clean"] + d["Avg"]) - (base["clean"] + base["Avg"]) - d["RI"]) > 0.025:
                         found.add((name, ds, rid, "RI"))
                     if (name, ds, rid) in {k[:3] for k in PAPER_TYPOS}:
                         assert table.notes, f"{name}: paper inconsistency in {ds}/{rid} is not noted"
@@ -104,7 +105,8 @@ def test_real_protocol_without_data_stops_before_any_work(tmp_path, monkeypatch,
 
     monkeypatch.setenv("ROBENCH_DATA", str(tmp_path / "data"))
     store = tmp_path / "r.sqlite"
-    assert main(["run", "table2", "--store", str(store), "--cache", str(tmp_path / "cache"), "--progress", "quiet"]) == 2
+    cache = str(tmp_path / "cache")
+    assert main(["run", "table2", "--store", str(store), "--cache", cache, "--progress", "quiet"]) == 2
     err = capsys.readouterr().err
     for dataset in ("ntu60", "imigue"):  # every missing dataset, where robench looked, how to make it
         assert f"dataset '{dataset}' is not prepared: no robench-dataset.json in {tmp_path / 'data' / dataset}" in err
@@ -112,3 +114,38 @@ def test_real_protocol_without_data_stops_before_any_work(tmp_path, monkeypatch,
     assert "--profile synthetic" in err
     assert not (tmp_path / "cache").exists()
     assert ResultsStore(store).dataframe().empty
+
+
+def test_claims_name_the_rows_the_paper_compares() -> None:
+    """Each claim's rows (by id) are the paper's: undefended rows, AMR rows, AT on both modalities, MinSim/ExFMem.
+
+    The checks select rows only by these ids; this keeps the bundled protocols' selections what the
+    paper compares (every row of the table of that kind, nothing else).
+    """
+    seen = set()
+    for name in PAPER:
+        p = load_protocol(name)
+        ntu = next(iter(p.variants.values()))
+        kind = {d: e.defense.type for d, e in ntu.defenses.items()}
+        for claim in p.claims:
+            table = next(t for t in p.tables if t.id == claim.table)
+            rows = {r.id: kind[r.defense] for r in table.rows}
+            both = {r.id for r in table.rows if kind[r.defense] == "at"
+                    and sorted(ntu.defenses[r.defense].defense.params.get("modalities", [])) == ["rgb", "skeleton"]}
+            expected: dict[str, list[str]] = {
+                "skeleton_more_robust": {"undefended": [r for r, t in rows.items() if t == "none"]},
+                "fusion_not_more_robust": {},
+                "amr_best": {"proposed": [r for r, t in rows.items() if t == "amr"]},
+                "more_amrs_help_larger": {"by_count": [r for r, t in rows.items() if r in both or t == "amr"]},
+                "minsim_exfmem_weak_rgb": {"weak": [r for r, t in rows.items()
+                                                    if t in ("minsim", "exfmem", "minsim_exfmem")],
+                                           "strong": [r for r, t in rows.items() if r in both or t == "amr"]},
+            }[claim.id]
+            assert claim.rows == expected, (name, claim.id)
+            if claim.id == "more_amrs_help_larger":
+                counts = [0 if rows[r] == "at" else ntu.defenses[r].defense.params["count"]
+                          for r in claim.rows["by_count"]]
+                assert claim.ranks["by_count"] == counts
+            seen.add(claim.id)
+    assert seen == {"skeleton_more_robust", "fusion_not_more_robust", "amr_best", "more_amrs_help_larger",
+                    "minsim_exfmem_weak_rgb"}

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 import shutil
+import sys
+import textwrap
 from pathlib import Path
 
 import matplotlib.image as mpimg
 import pytest
 
-from conftest import REPO
+from conftest import REPO, TINY_PROTOCOL
 from robench.cli import main
+from robench.errors import ProtocolError, RobenchError
+from robench.plan import make_plan
+from robench.protocol import load_protocol
 from robench.report.render import build_report, render
+from robench.run_layout import LAYOUT_FORMAT, LayoutFormatError, RunLayout
 from robench.store import ResultsStore
 
 DATA = REPO / "tests" / "data"
@@ -23,13 +30,15 @@ VERDICTS = {"reproduced", "partly", "not reproduced", "no data"}
 
 @pytest.fixture(scope="module")
 def paper_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Table 1, Figure 4 (+ Table 3's models) and a two-point Figure 2 at test size, in one store."""
-    store = tmp_path_factory.mktemp("paper") / "r.sqlite"
-    for name, extra in (("tiny_table1.yaml", []), ("tiny_figure4.yaml", []),
-                        ("tiny_figure2.yaml", ["--set", "eps=[0, 8/255]", "--set", "attacks.pgd.steps=2",
-                                               "--set", "attacks.cw.steps=2"])):
-        assert main(["run", str(DATA / name), "--profile", "tiny", "--store", str(store), "--progress", "quiet",
-                     *extra]) == 0
+    """Table 1, Figure 4, Table 3 (Figure 4's models) and a two-point Figure 2 at test size, in one store."""
+    folder = tmp_path_factory.mktemp("paper")
+    store = folder / "r.sqlite"
+    table3 = folder / "tiny_table3.yaml"
+    table3.write_text(f"include: [{REPO / 'protocols' / 'table3.yaml'}, {DATA / 'tiny_profile.yaml'}]\n")
+    for path, extra in ((DATA / "tiny_table1.yaml", []), (DATA / "tiny_figure4.yaml", []), (table3, []),
+                        (DATA / "tiny_figure2.yaml", ["--set", "eps=[0, 8/255]", "--set", "attacks.pgd.steps=2",
+                                                      "--set", "attacks.cw.steps=2"])):
+        assert main(["run", str(path), "--profile", "tiny", "--store", str(store), "--progress", "quiet", *extra]) == 0
     return store
 
 
@@ -72,6 +81,29 @@ def test_amr_weights_table_matches_model_summaries(paper_store: Path, report) ->
     amr = next(m for m in models.values() if m["spec"]["defense"]["type"] == "amr")["summary"]["amr"]
     assert [a["index"] for a in amr] == [1, 2, 3]
     assert all(len(a["channel_means_rgb"]) > 0 and len(a["channel_means_skeleton"]) > 0 for a in amr)
+
+
+def test_amr_table3_is_amrs_contribution_with_paper_values(paper_store: Path, report) -> None:
+    """Table 3 (kind amr_weights, contributed by the AMR defense): mean W_R / W_S per AMR, with the paper's values."""
+    table = next(t for t in report.tables if t.id == "table3")
+    assert table.kind == "amr_weights" and table.digits == 4 and table.column_ids == ["AMR 1", "AMR 2", "AMR 3"]
+    models = ResultsStore(paper_store).models()
+    layout = RunLayout.from_json(ResultsStore(paper_store).latest_runs()["table3@tiny"]["layout"])
+    for block in table.blocks:
+        (model_id,) = layout.model_ids(block.dataset, "amr3")
+        amrs = models[model_id]["summary"]["amr"]
+        rgb, skeleton = block.rows
+        assert (rgb.id, rgb.label, skeleton.label) == ("rgb", "Mean value of W_R", "Mean value of W_S")
+        assert [rgb.values[f"AMR {i}"].value for i in (1, 2, 3)] == pytest.approx([a["mean_rgb"] for a in amrs])
+        assert skeleton.values["AMR 1"].value == pytest.approx(amrs[0]["mean_skeleton"])
+        assert rgb.values["AMR 1"].seeds == 1 and block.has_reference
+    ntu = table.blocks[0]
+    assert ntu.rows[0].values["AMR 2"].paper == 0.3065
+    assert ntu.rows[0].values["AMR 2"].diff == pytest.approx(ntu.rows[0].values["AMR 2"].value - 0.3065)
+    text = render(report, "markdown")
+    assert "|  (Tiny NTU stand-in) | AMR 1 | AMR 2 | AMR 3 |" in text  # no row header
+    assert "| *paper* | *0.3067* | *0.3065* | *0.3067* |" in text
+    assert re.search(r"\| Mean value of W_R \| \d\.\d{4} \| \d\.\d{4} \| \d\.\d{4} \|", text)
 
 
 def test_figures_are_written_as_png_and_svg(report) -> None:
@@ -148,7 +180,7 @@ def test_html_report_renders_in_a_real_browser(paper_store: Path, tmp_path: Path
     try:
         browser.get(page.resolve().as_uri())
         tables = browser.find_elements(By.CSS_SELECTOR, "table.results")
-        assert len(tables) == 2 and all(t.is_displayed() for t in tables)
+        assert len(tables) == 4 and all(t.is_displayed() for t in tables)  # Tables 1 and 3, one per dataset
         first_row = tables[0].find_elements(By.CSS_SELECTOR, "tbody tr")[0]
         assert first_row.text.startswith("FGSM")
         images = browser.find_elements(By.CSS_SELECTOR, "figure img")
@@ -159,3 +191,201 @@ def test_html_report_renders_in_a_real_browser(paper_store: Path, tmp_path: Path
             assert img.size["width"] > 100 and img.size["height"] > 50
     finally:
         browser.quit()
+
+
+# -- the run layout ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", [str(TINY_PROTOCOL), "table1", "table3", "table4", "figure2", "figure4"])
+def test_run_layout_round_trips_through_json(name: str) -> None:
+    """What a run stores (JSON) reads back to an equal typed layout."""
+    profile = None if name == str(TINY_PROTOCOL) else "synthetic"
+    layout = RunLayout.from_plan(make_plan(load_protocol(name, profile=profile)))
+    assert layout.format == LAYOUT_FORMAT and layout.cells and layout.models
+    stored = json.loads(json.dumps(layout.to_json()))
+    assert RunLayout.from_json(stored) == layout
+    assert RunLayout.from_json(stored).to_json() == stored
+
+
+def test_run_layout_is_typed() -> None:
+    layout = RunLayout.from_plan(make_plan(load_protocol("table4", profile="synthetic")))
+    cell = layout.cells[0]
+    assert (cell.variant, cell.defense, cell.seed) == ("ntu60", "none", 0) and cell.attack is None
+    assert cell.scenario == "clean" and cell.eps == 0.0 and len(cell.cell_id) > 8
+    ntu = layout.variants["ntu60"]
+    assert ntu.defenses["amr2"].type == "amr" and ntu.defenses["amr2"].params["count"] == 2
+    assert ntu.defenses["amr2"].modalities == ["rgb", "skeleton"] and ntu.attacks["cw"].type == "cw"
+    assert ntu.train_clips() > layout.variants["imigue"].train_clips() > 0
+    claim = next(c for c in layout.claims if c.id == "more_amrs_help_larger")
+    assert claim.rows["by_count"] == ["at_rs", "amr1", "amr2", "amr3"] and claim.ranks["by_count"] == [0, 1, 2, 3]
+    assert len(layout.model_ids("imigue", "amr3")) == 1
+
+
+def test_layout_of_another_format_is_refused_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run recorded by another robench version (layout format 2: untyped lists) is refused, saying what to do."""
+    old = {"format": 2, "name": "old-run", "variants": {}, "tables": [], "cells": [["synthetic", "none", 0, None,
+                                                                                      "clean", 0.0, "abc"]]}
+    with pytest.raises(LayoutFormatError, match=r"recorded by another robench version .*run the same protocol "
+                                                r"again: stored cells are reused"):
+        RunLayout.from_json(old)
+    store = ResultsStore(tmp_path / "r.sqlite")
+    run_id = store.start_run("old-run", "old.yaml", [], {}, old, "0.0.1", None, "cpu")
+    store.finish_run(run_id, "complete")
+    with pytest.raises(RobenchError, match=r"old-run .*another robench version \(run layout format 2, this version "
+                                           rf"reads {LAYOUT_FORMAT}\); run the same protocol\(s\) again"):
+        build_report(store)
+    assert main(["report", "--store", str(store.path)]) == 2
+    assert "run the same protocol(s) again" in capsys.readouterr().err
+
+
+# -- report contributions of defenses, and protocol validation of them ---------------------------------
+
+def _tiny_with(*overrides: str) -> None:
+    load_protocol(TINY_PROTOCOL, ["defenses.amr3={type: amr, label: AMR, count: 1}", *overrides])
+
+
+def test_unknown_contributed_kind_is_refused() -> None:
+    with pytest.raises(ProtocolError, match=r"key 'tables.0.kind': found 'amr_weight'; allowed: accuracy, or a table "
+                                            r"kind contributed by the type of the table's defense: amr_weights "
+                                            r"\(defense amr3\)"):
+        _tiny_with("tables=[{id: t3, kind: amr_weight, defense: amr3}]")
+    with pytest.raises(ProtocolError, match=r"key 'tables.0.defense': found 'at_rs'; allowed: the id of a defense "
+                                            r"whose type contributes tables of kind 'amr_weights': amr3"):
+        _tiny_with("tables=[{id: t3, kind: amr_weights, defense: at_rs}]")
+    with pytest.raises(ProtocolError, match=r"key 'figures.0.kind': found 'noise'; allowed: eps_curves, or a figure "
+                                            r"kind .*: amr_weights \(defense amr3\)"):
+        _tiny_with("figures=[{kind: noise, defense: amr3}]")
+    with pytest.raises(ProtocolError, match=r"key 'tables.0.reference.synthetic.rbg': found 'rbg'; allowed: a row id "
+                                            r"of this table: rgb, skeleton"):
+        _tiny_with("tables=[{id: t3, kind: amr_weights, defense: amr3, reference: {synthetic: {rbg: [0.5]}}}]")
+    with pytest.raises(ProtocolError, match=r"key 'tables.0.reference.synthetic.rgb': .*a list of 1 values"):
+        _tiny_with("tables=[{id: t3, kind: amr_weights, defense: amr3, reference: {synthetic: {rgb: [0.5, 0.4]}}}]")
+    ok = load_protocol(TINY_PROTOCOL, ["defenses.amr3={type: amr, count: 2}",
+                                       "tables=[{id: t3, kind: amr_weights, defense: amr3}]"])
+    assert ok.tables[0].kind == "amr_weights" and ok.tables[0].row_header == ""
+
+
+def test_claims_select_rows_by_id_and_refuse_unknown_ones() -> None:
+    table = "tables=[{id: main, attack: pgd}]"
+    with pytest.raises(ProtocolError, match=r"key 'claims.0.rows.proposed': found 'nope'; allowed: a row id of table "
+                                            r"'main': none, at_rs, amr3"):
+        _tiny_with(table, "claims=[{id: amr_best, table: main, rows: {proposed: nope}}]")
+    with pytest.raises(ProtocolError, match=r"key 'claims.0.rows.strong.1': found 'amr'; allowed: a row id"):
+        _tiny_with(table, "claims=[{id: minsim_exfmem_weak_rgb, table: main, "
+                          "rows: {weak: none, strong: [at_rs, amr]}}]")
+    with pytest.raises(ProtocolError, match=r"key 'claims.0.rows.best': found 'best'; allowed: roles of claim "
+                                            r"'amr_best': proposed"):
+        _tiny_with(table, "claims=[{id: amr_best, table: main, rows: {best: amr3}}]")
+    with pytest.raises(ProtocolError, match=r"key 'claims.0.rows.proposed': found '\(missing\)'"):
+        _tiny_with(table, "claims=[{id: amr_best, table: main}]")
+    p = load_protocol(TINY_PROTOCOL, ["defenses.amr3={type: amr, count: 1}", table,
+                                      "claims=[{id: more_amrs_help_larger, table: main, "
+                                      "rows: {by_count: {1: amr3, 0: at_rs}}},"
+                                      " {id: skeleton_more_robust, table: main}]"])
+    assert p.claims[0].rows == {"by_count": ["at_rs", "amr3"]} and p.claims[0].ranks == {"by_count": [0.0, 1.0]}
+    assert p.claims[1].rows == {"undefended": ["none"]}  # the table's baseline row (its first) by default
+
+
+NOISE_PLUGIN = '''
+"""A defense in one file that contributes a summary table to reports (test plugin)."""
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from robench import Defense, LossOutput, register_defense
+from robench.report.contrib import SummaryRow, SummaryTable
+
+
+@register_defense("skeleton_noise_report_test")
+@dataclass
+class SkeletonNoise(Defense):
+    """Train on skeletons with Gaussian joint noise; report the noise and the trained weights' norm."""
+
+    sigma: float = 0.01  # metres
+    report_tables = ("noise_stats",)
+
+    def loss(self, model, inputs, labels, ctx):
+        noisy = {**inputs, "skeleton": inputs["skeleton"] + self.sigma * torch.randn_like(inputs["skeleton"])}
+        logits = model(noisy)
+        return LossOutput(F.cross_entropy(logits, labels), logits)
+
+    def summary(self, model):
+        norm = float(sum(float((p.detach() ** 2).sum()) for p in model.parameters()) ** 0.5)
+        return {"sigma_cm": 100 * self.sigma, "weight_norm": norm}
+
+    @classmethod
+    def summary_table(cls, kind: str, params: dict[str, Any], summaries: list[dict[str, Any]]) -> SummaryTable:
+        def mean(key: str) -> float | None:
+            found = [s[key] for s in summaries]
+            return sum(found) / len(found) if found else None
+
+        return SummaryTable(["sigma (cm)", "weight norm"],
+                            [SummaryRow("noise", f"sigma {params['sigma']} m", {"sigma (cm)": mean("sigma_cm"),
+                                                                                "weight norm": mean("weight_norm")})],
+                            digits=3)
+'''
+
+
+def test_plugin_defense_contributes_a_report_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A defense written in one file adds its own table kind; `robench report` renders it with the paper values."""
+    (tmp_path / "noise.py").write_text(NOISE_PLUGIN)
+    protocol = tmp_path / "noise.yaml"
+    protocol.write_text(textwrap.dedent('''
+        name: noise-report
+        plugins: [noise.py]
+        seeds: [0, 1]
+        dataset: {name: synthetic, classes: 4, train_clips_per_class: 2, test_clips_per_class: 2, frames_rgb: 8,
+                  frames_skeleton: 16, resolution: 32, train_performers: 2, test_performers: 2}
+        model:
+          rgb: {backbone: i3d, width: 0.0625, bn_momentum: 0.1}
+          skeleton: {backbone: hcn, width: 0.125, window: 16, dropout: 0.0}
+        training: {epochs: 1, batch_size: 8, optimizer: adam, lr: 0.003, weight_decay: 0}
+        defenses:
+          noisy: {type: skeleton_noise_report_test, label: Noisy, sigma: 0.05}
+        attacks:
+          pgd: {type: pgd, label: PGD-1, steps: 1, step_size: 8/255}
+        scenarios: [clean]
+        eps: [8/255]
+        tables:
+          - {id: acc, title: Clean accuracy, attack: pgd, columns: [clean], baseline: null}
+          - id: noise
+            kind: noise_stats
+            defense: noisy
+            title: Noise and weights of the trained models (mean over seeds)
+            row_header: Statistic
+            reference: {synthetic: {noise: [5.0, null]}}
+    '''))
+    store = tmp_path / "r.sqlite"
+    assert main(["run", str(protocol), "--store", str(store), "--progress", "quiet"]) == 0
+    capsys.readouterr()
+    assert main(["report", "--store", str(store), "--format", "markdown"]) == 0
+    text = capsys.readouterr().out
+    assert "### noise: Noise and weights of the trained models (mean over seeds)" in text
+    assert "| Statistic (synthetic) | sigma (cm) | weight norm |" in text
+    norms = [m["summary"]["weight_norm"] for m in ResultsStore(store).models().values()]
+    assert len(norms) == 2  # one model per seed
+    assert f"| sigma 0.05 m | 5.000 | {sum(norms) / 2:.3f} |" in text
+    assert "| *paper* | *5.000* | *–* |" in text and "| *Δ* | *+0.000* | *–* |" in text
+    csv_rows = [r for r in csv.DictReader(io.StringIO(render(build_report(ResultsStore(store)), "csv")))
+                if r["table"] == "noise"]
+    assert [(r["row"], r["column"], r["seeds"]) for r in csv_rows] == [("noise", "sigma (cm)", "2"),
+                                                                         ("noise", "weight norm", "2")]
+
+    # a later `robench report` process imports the run's plugin file only with the content the run recorded
+    from robench.registry import DEFENSES, PLUGIN_DIGESTS, plugin_module_name
+
+    def forget_plugin() -> None:  # what a fresh process knows: nothing of the plugin
+        module = plugin_module_name(tmp_path / "noise.py")
+        DEFENSES.forget_module(module)
+        sys.modules.pop(module, None)
+        PLUGIN_DIGESTS.pop(module, None)
+
+    forget_plugin()
+    (tmp_path / "noise.py").write_text(NOISE_PLUGIN + "\nEDITED = True\n")
+    assert main(["report", "--store", str(store), "--format", "markdown"]) == 2
+    err = capsys.readouterr().err
+    assert "noise.py, which has changed since the run" in err
+    (tmp_path / "noise.py").write_text(NOISE_PLUGIN)
+    assert main(["report", "--store", str(store), "--format", "markdown"]) == 0
+    assert "### noise: Noise and weights" in capsys.readouterr().out

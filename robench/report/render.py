@@ -1,6 +1,7 @@
 """Building a report from the store and rendering it with Jinja2: markdown, HTML, LaTeX and CSV.
 
-Accuracies are printed in percent with two decimals (AMR weights with four); the best value of
+Accuracies are printed in percent with two decimals (tables a defense contributes with the decimals it
+sets, e.g. four for AMR weights); the best value of
 each column within a dataset block is bold (``**x**``, ``<b>``, ``\\textbf``). Where a protocol
 carries the paper's printed values, each entry shows the paper's value and the difference. HTML
 and CSV also carry each accuracy's 95% Wilson interval and the number of evaluated clips. Figures
@@ -13,15 +14,15 @@ import csv
 import io
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from robench import __version__
-from robench.report.claims import ClaimResult, check_claims
 from robench.report.figures import Figure, build_figures
+from robench.report.paper_claims import ClaimResult, check_claims
 from robench.report.tables import Table, Value, build_table, select_runs
 from robench.store import ResultsStore
 
@@ -58,15 +59,14 @@ class Report:
 
 def build_report(store: ResultsStore, protocols: list[str] | None = None, figure_dir: Path | None = None) -> Report:
     """Tables, figures (written to ``figure_dir`` if given) and claims of the latest run of each protocol."""
-    runs = select_runs(store, protocols)
+    layouts = select_runs(store, protocols)
     models = store.models()
     out = []
-    for run in runs.values():  # in the order the protocols were first run
-        layout = run["layout"]
-        cells = store.cells({k[6] for k in layout["cells"]})
-        tables = [build_table(layout, spec, cells, models) for spec in layout["tables"]]
+    for layout in layouts.values():  # in the order the protocols were first run
+        cells = store.cells(layout.cell_ids())
+        tables = [build_table(layout, spec, cells, models) for spec in layout.tables]
         figures = build_figures(layout, cells, models, figure_dir) if figure_dir is not None else []
-        out.append(ProtocolReport(layout["name"], layout.get("description", ""), layout.get("profile"), tables, figures,
+        out.append(ProtocolReport(layout.name, layout.description, layout.profile, tables, figures,
                                   check_claims(layout, tables)))
     return Report(out, str(store.path), figure_dir)
 
@@ -122,4 +122,4 @@ def render(report: Report, fmt_name: str, out_path: Path | None = None) -> str:
 
     template = _env(fmt_name == "html").get_template(_TEMPLATES[fmt_name])
     return template.render(report=report, version=__version__, link=link,
-                           generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+                           generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))

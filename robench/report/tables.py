@@ -8,20 +8,27 @@ are computed from unrounded accuracies (paper Eq. 13-14); RI is relative to the 
 row in the same block. Where the protocol carries the paper's printed values, every entry has the
 paper's value and the difference.
 
-An ``amr_weights`` table (the paper's Table 3) lists the mean AMR weight per modality per AMR of
-one trained model, read from the model's stored summary.
+A table of any other kind is contributed by a defense (``report_tables`` of the type of the
+table's ``defense``, e.g. AMR's ``amr_weights``, the paper's Table 3): one block per dataset, built
+by the type's ``summary_table`` from the stored ``summary()`` of the row's trained models (one per
+seed), with the protocol's reference values matched by row id and column order.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from robench.errors import RobenchError
+from robench.errors import RobenchError, UnknownNameError
+from robench.identity import file_digest
+from robench.params import full_params
+from robench.protocol.layout import TableSpec
+from robench.registry import DEFENSES, load_plugin_file
 from robench.report.metrics import avg, relative_improvement, wilson_interval
+from robench.run_layout import LAYOUT_FORMAT, LayoutFormatError, RunLayout
+from robench.scenarios import ATTACKED_SCENARIOS, SCENARIOS
 from robench.store import ResultsStore
-
-SCENARIOS = ("clean", "R", "S", "RS")
 
 
 @dataclass
@@ -104,12 +111,14 @@ class Table:
 class CellIndex:
     """Looks up stored cells by (dataset, defense, attack, scenario, eps) over a run's seeds."""
 
-    def __init__(self, layout: dict[str, Any], cells: dict[str, dict[str, Any]]) -> None:
-        self.seeds = layout["seeds"]
-        self.index: dict[tuple[Any, ...], str] = {tuple(k[:6]): k[6] for k in layout["cells"]}
+    def __init__(self, layout: RunLayout, cells: dict[str, dict[str, Any]]) -> None:
+        self.seeds = layout.seeds
+        self.index: dict[tuple[Any, ...], str] = {
+            (c.variant, c.defense, c.seed, c.attack, c.scenario, c.eps): c.cell_id for c in layout.cells}
         self.cells = cells
 
     def value(self, dataset: str, defense: str, attack: str | None, scenario: str, eps: float | None) -> Value:
+        """Mean accuracy (percent) over the seeds found; interval and counts pooled over them."""
         key_attack, key_eps = (None, 0.0) if scenario == "clean" else (attack, round(float(eps or 0.0), 12))
         ids = [self.index[k] for seed in self.seeds
                if (k := (dataset, defense, seed, key_attack, scenario, key_eps)) in self.index]
@@ -123,31 +132,32 @@ class CellIndex:
         return Value(mean, n, correct, len(found), (100 * lo, 100 * hi), cells=[c["cell_id"] for c in found])
 
 
-def _accuracy_block(layout: dict[str, Any], spec: dict[str, Any], vid: str, idx: CellIndex) -> Block:
-    v = layout["variants"][vid]
-    reference = spec.get("reference", {}).get(vid, {})
+def _accuracy_block(layout: RunLayout, spec: TableSpec, vid: str, idx: CellIndex) -> Block:
+    v = layout.variants[vid]
+    reference = spec.reference.get(vid, {})
     rows = []
-    for r in spec["rows"]:
-        attack = r["attack"] or spec["attack"]
-        own = {s: idx.value(vid, r["defense"], attack, s, spec["eps"]) for s in SCENARIOS}
+    for r in spec.rows:
+        attack = r.attack or spec.attack
+        own = {s: idx.value(vid, r.defense, attack, s, spec.eps) for s in SCENARIOS}
         values: dict[str, Value] = {}
-        for col in spec["columns"]:
-            if col["kind"] == "scenario":
-                values[col["id"]] = own[col["scenario"]] if col["defense"] is None else idx.value(
-                    vid, col["defense"], attack, col["scenario"], spec["eps"])
-        rs = [own[s].value for s in ("R", "S", "RS")]
+        for col in spec.columns:
+            if col.kind == "scenario":
+                assert col.scenario is not None
+                values[col.id] = own[col.scenario] if col.defense is None else idx.value(
+                    vid, col.defense, attack, col.scenario, spec.eps)
+        rs = [own[s].value for s in ATTACKED_SCENARIOS]
         row_avg = avg(*rs) if all(x is not None for x in rs) else None  # type: ignore[arg-type]
-        values["Avg"] = Value(row_avg, cells=[c for s in ("R", "S", "RS") for c in own[s].cells])
+        values["Avg"] = Value(row_avg, cells=[c for s in ATTACKED_SCENARIOS for c in own[s].cells])
         values["__clean"] = own["clean"]
-        rows.append(Row(r["id"], r["label"], r["defense"], v["defense_types"][r["defense"]], values,
-                        baseline=(r["id"] == spec.get("baseline"))))
+        rows.append(Row(r.id, r.label, r.defense, v.defenses[r.defense].type, values,
+                        baseline=(r.id == spec.baseline)))
     base = next((row for row in rows if row.baseline), None)
     for row in rows:
         parts = (row.values["__clean"].value, row.values["Avg"].value,
                  base.values["__clean"].value if base else None, base.values["Avg"].value if base else None)
         ri = relative_improvement(*parts) if all(x is not None for x in parts) else None  # type: ignore[arg-type]
         row.values["RI"] = Value(ri, cells=row.values["Avg"].cells + (base.values["Avg"].cells if base else []))
-    col_ids = [c["id"] for c in spec["columns"]]
+    col_ids = [c.id for c in spec.columns]
     for row in rows:
         del row.values["__clean"]
         row.values = {c: row.values[c] for c in col_ids}
@@ -155,77 +165,116 @@ def _accuracy_block(layout: dict[str, Any], spec: dict[str, Any], vid: str, idx:
             printed = reference.get(row.id)
             if printed is not None:
                 row.values[c].paper = printed[j]
-    block = Block(vid, v["label"], rows, has_reference=bool(reference))
-    for c in col_ids if spec.get("bold", True) else ():
-        shown = [(i, round(row.values[c].value, 2)) for i, row in enumerate(rows) if row.values[c].value is not None]
+    block = Block(vid, v.label, rows, has_reference=bool(reference))
+    for c in col_ids if spec.bold else ():
+        shown = [(i, round(val, 2)) for i, row in enumerate(rows) if (val := row.values[c].value) is not None]
         if shown:
             top = max(x for _, x in shown)
             block.best[c] = {i for i, x in shown if x == top}
     return block
 
 
-def _amr_block(layout: dict[str, Any], spec: dict[str, Any], vid: str, models: dict[str, dict[str, Any]]) -> Block:
-    v = layout["variants"][vid]
-    model_ids = [k[3] for k in layout["models"] if k[0] == vid and k[1] == spec["defense"]]
-    summaries = [models[m]["summary"].get("amr", []) for m in model_ids if m in models]
-    count = int(v["defense_params"][spec["defense"]].get("count", 3))
-    reference = spec.get("reference", {}).get(vid, {})
+def defense_class(layout: RunLayout, defense_type: str) -> Any:
+    """The registered class of ``defense_type``, importing the run's plugin files if it is not registered.
+
+    A plugin file is imported only while its content is the one the run recorded (SHA-256): the
+    store names code, it never makes robench run code that its run did not run.
+    """
+    try:
+        return DEFENSES.get(defense_type)
+    except UnknownNameError:
+        for path, digest in layout.plugins.items():
+            current = file_digest(path) if Path(path).is_file() else "(missing)"
+            if current != digest:
+                raise RobenchError(
+                    f"protocol '{layout.name}': defense '{defense_type}' comes from the plugin file {path}, which "
+                    f"{'is missing' if current == '(missing)' else 'has changed since the run'}; robench imports a "
+                    "plugin file for a report only with the content the run recorded: run the protocol again "
+                    "(stored cells are reused where nothing changed)") from None
+            try:
+                load_plugin_file(path)
+            except RobenchError as exc:
+                raise RobenchError(f"protocol '{layout.name}': defense '{defense_type}' is not registered and the "
+                                   f"run's plugin file cannot be imported: {exc}") from None
+        try:
+            return DEFENSES.get(defense_type)
+        except UnknownNameError as exc:
+            raise RobenchError(f"protocol '{layout.name}': cannot render what defense '{defense_type}' contributes: "
+                               f"{exc} (plugin files of the run: {', '.join(layout.plugins) or 'none'})") from None
+
+
+def _summary_block(layout: RunLayout, spec: TableSpec, vid: str, models: dict[str, dict[str, Any]]
+                   ) -> tuple[Block, list[str], int]:
+    """One dataset's block of a contributed table, its column ids and its decimals."""
+    v = layout.variants[vid]
+    assert spec.defense is not None
+    ref = v.defenses[spec.defense]
+    cls = defense_class(layout, ref.type)
+    summaries = [models[m]["summary"] for m in layout.model_ids(vid, spec.defense) if m in models]
+    table = cls.summary_table(spec.kind, full_params(cls, ref.params), summaries)
+    reference = spec.reference.get(vid, {})
     rows = []
-    for modality, label in (("rgb", "Mean value of W_R"), ("skeleton", "Mean value of W_S")):
+    for r in table.rows:
+        paper = reference.get(r.id, [])
         values = {}
-        for i in range(count):
-            found = [s[i][f"mean_{modality}"] for s in summaries if len(s) > i]
-            paper = reference.get(modality, [None] * count)
-            values[f"AMR {i + 1}"] = Value(sum(found) / len(found) if found else None, seeds=len(found),
-                                           paper=paper[i] if i < len(paper) else None)
-        rows.append(Row(modality, label, spec["defense"], "amr", values))
-    return Block(vid, v["label"], rows, has_reference=bool(reference))
+        for j, c in enumerate(table.columns):
+            x = r.values.get(c)
+            values[c] = Value(x, seeds=len(summaries) if x is not None else 0,
+                              paper=paper[j] if j < len(paper) else None)
+        rows.append(Row(r.id, r.label, spec.defense, ref.type, values))
+    return Block(vid, v.label, rows, has_reference=bool(reference)), list(table.columns), table.digits
 
 
-def build_table(layout: dict[str, Any], spec: dict[str, Any], cells: dict[str, dict[str, Any]],
+def build_table(layout: RunLayout, spec: TableSpec, cells: dict[str, dict[str, Any]],
                 models: dict[str, dict[str, Any]] | None = None) -> Table:
-    """One table of a protocol run, from its layout, the stored cells and (AMR tables) model records."""
-    if spec.get("kind", "accuracy") == "amr_weights":
-        blocks = [_amr_block(layout, spec, vid, models or {}) for vid in spec["datasets"]]
-        count = max((len(b.rows[0].values) for b in blocks), default=0)
-        columns = [(f"AMR {i + 1}", f"AMR {i + 1}") for i in range(count)]
-        for b in blocks:  # datasets may use different counts: pad
+    """One table of a protocol run, from its layout, the stored cells and (contributed tables) model records."""
+    if spec.kind != "accuracy":
+        built = [_summary_block(layout, spec, vid, models or {}) for vid in spec.datasets]
+        col_ids: list[str] = []
+        for _, cols, _ in built:  # datasets may have different columns (AMR counts): their union, padded
+            col_ids += [c for c in cols if c not in col_ids]
+        blocks = [b for b, _, _ in built]
+        for b in blocks:
             for r in b.rows:
-                r.values = {c: r.values.get(c, Value(None)) for c, _ in columns}
-        return Table(layout["name"], spec["id"], spec["title"], "amr_weights", columns, blocks, spec.get("notes", []), 4,
-                     spec.get("row_header", ""))
+                r.values = {c: r.values.get(c, Value(None)) for c in col_ids}
+        digits = max((d for _, _, d in built), default=2)
+        return Table(layout.name, spec.id, spec.title, spec.kind, [(c, c) for c in col_ids], blocks, list(spec.notes),
+                     digits, spec.row_header)
     idx = CellIndex(layout, cells)
-    blocks = [_accuracy_block(layout, spec, vid, idx) for vid in spec["datasets"]]
-    columns = [(c["id"], c["label"]) for c in spec["columns"]]
-    return Table(layout["name"], spec["id"], spec["title"], "accuracy", columns, blocks, spec.get("notes", []),
-                 row_header=spec.get("row_header", "Defense"))
+    blocks = [_accuracy_block(layout, spec, vid, idx) for vid in spec.datasets]
+    columns = [(c.id, c.label) for c in spec.columns]
+    return Table(layout.name, spec.id, spec.title, "accuracy", columns, blocks, list(spec.notes),
+                 row_header=spec.row_header)
 
 
-def select_runs(store: ResultsStore, protocols: list[str] | None = None) -> dict[str, dict[str, Any]]:
-    """The latest run of each protocol in the store (or of the ``protocols`` named)."""
+def select_runs(store: ResultsStore, protocols: list[str] | None = None) -> dict[str, RunLayout]:
+    """The layout of the latest run of each protocol in the store (or of the ``protocols`` named)."""
     runs = store.latest_runs()
     names = list(runs) if not protocols else protocols
     missing = [n for n in names if n not in runs]
     if missing:
         raise RobenchError(f"no run of protocol(s) {', '.join(missing)} in {store.path}; "
                            f"protocols in the store: {', '.join(runs) or '(none)'}")
-    from robench.runner import LAYOUT_FORMAT
-
-    old = [n for n in names if runs[n]["layout"].get("format", 1) != LAYOUT_FORMAT]
+    out: dict[str, RunLayout] = {}
+    old: list[LayoutFormatError] = []
+    for n in names:
+        try:
+            out[n] = RunLayout.from_json(runs[n]["layout"])
+        except LayoutFormatError as exc:
+            old.append(exc)
     if old:
-        raise RobenchError(f"the run(s) of {', '.join(old)} in {store.path} were recorded by another robench version "
-                           f"(report layout {runs[old[0]]['layout'].get('format', 1)}, this version reads "
-                           f"{LAYOUT_FORMAT}); run the same protocol again to re-record it: stored cells are reused")
-    return {n: runs[n] for n in names}
+        raise RobenchError(f"the run(s) of {', '.join(e.name for e in old)} in {store.path} were recorded by another "
+                           f"robench version (run layout format {old[0].found}, this version reads "
+                           f"{LAYOUT_FORMAT}); run the same protocol(s) again to "
+                           "re-record them: stored cells are reused")
+    return out
 
 
 def build_tables(store: ResultsStore, protocols: list[str] | None = None) -> list[Table]:
     """Tables of the latest run of each protocol in the store (or of the ``protocols`` named)."""
-    runs = select_runs(store, protocols)
     models = store.models()
-    tables = []
-    for run in runs.values():
-        layout = run["layout"]
-        cells = store.cells({k[6] for k in layout["cells"]})
-        tables.extend(build_table(layout, spec, cells, models) for spec in layout["tables"])
+    tables: list[Table] = []
+    for layout in select_runs(store, protocols).values():
+        cells = store.cells(layout.cell_ids())
+        tables.extend(build_table(layout, spec, cells, models) for spec in layout.tables)
     return tables
