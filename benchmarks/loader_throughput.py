@@ -25,8 +25,8 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -174,7 +174,8 @@ def main() -> None:
         sampler.join()
         print(f"iterated all {n} clips once, shuffled, 2 DataLoader workers: {rate:.1f} clips/s in "
               f"{time.perf_counter() - t0:.0f}s. Resident memory: loading process {start:.0f} MB before "
-              f"(torch imported), peak {_status_mb('self', 'VmHWM'):.0f} MB; largest worker {sampler.worker_peak:.0f} MB; "
+              f"(torch imported), peak {_status_mb('self', 'VmHWM'):.0f} MB; "
+              f"largest worker {sampler.worker_peak:.0f} MB; "
               f"process + workers {sampler.total_peak:.0f} MB (shared library pages counted once per process)")
         return
     base = Path(args.dir or tempfile.mkdtemp(prefix="robench-loader-"))
@@ -198,8 +199,9 @@ def main() -> None:
             print(f"large prepared set: {clips} clips, {gb:.1f} GB written in {time.perf_counter() - t0:.0f}s "
                   f"(RAM: {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 1e9:.1f} GB)")
             # iterate in a fresh process, so that its peak memory is the loader's alone
-            out = subprocess.run([sys.executable, __file__, "--iterate", str(base / "big"), "--frames", str(args.frames),
-                                  "--resolution", str(args.resolution), "--batch", str(args.batch)],
+            out = subprocess.run([sys.executable, __file__, "--iterate", str(base / "big"),
+                                  "--frames", str(args.frames), "--resolution", str(args.resolution),
+                                  "--batch", str(args.batch)],
                                  check=True, capture_output=True, text=True).stdout
             print(out.strip())
     finally:

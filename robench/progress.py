@@ -8,7 +8,6 @@ finished, and each finished epoch or cell leaves one log line.
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,13 +16,13 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
-    Progress as RichProgress,
     SpinnerColumn,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.progress import Progress as RichProgress
 
 
 class Task:
@@ -32,21 +31,11 @@ class Task:
     def __init__(self, owner: Progress, task_id: TaskID | None, description: str, total: int | None) -> None:
         self.owner, self.task_id, self.description, self.total = owner, task_id, description, total
         self.completed = 0
-        self.started = time.perf_counter()
 
     def advance(self, n: int = 1, **fields: Any) -> None:
         self.completed += n
         if self.owner.rich is not None and self.task_id is not None:
             self.owner.rich.update(self.task_id, advance=n, info=_fmt(fields))
-
-    def set_total(self, total: int) -> None:
-        self.total = total
-        if self.owner.rich is not None and self.task_id is not None:
-            self.owner.rich.update(self.task_id, total=total)
-
-    @property
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.started
 
 
 def _fmt(fields: dict[str, Any]) -> str:

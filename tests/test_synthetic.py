@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import re
 from dataclasses import replace
-from functools import lru_cache
+from functools import cache
 
 import pytest
 import torch
@@ -30,7 +30,7 @@ TINY = dict(classes=16, train_clips_per_class=2, test_clips_per_class=1, frames_
 EXACT = dict(joint_noise=0.0, drop_rate=0.0)  # noise-free skeleton, for geometric checks
 
 
-@lru_cache(maxsize=None)
+@cache
 def _split(split: str = "train", **kw: object) -> TensorClipDataset:
     params = {**TINY, **kw}
     return SyntheticDataset(**params).split(split)  # type: ignore[arg-type]
@@ -97,7 +97,8 @@ def test_skeleton_is_metric_camera_space_and_second_body_convention() -> None:
         assert z.min() > 1.5 and z.max() < 5.0, (z.min(), z.max())
         # head-to-ankle bone chain + ~0.15 m (top of the head, ankle height) = standing height
         chain = [(sk.HEAD, sk.NECK), (sk.NECK, sk.SPINE_SHOULDER), (sk.SPINE_SHOULDER, sk.SPINE_MID),
-                 (sk.SPINE_MID, sk.SPINE_BASE), (sk.SPINE_BASE, sk.L_HIP), (sk.L_HIP, sk.L_KNEE), (sk.L_KNEE, sk.L_ANKLE)]
+                 (sk.SPINE_MID, sk.SPINE_BASE), (sk.SPINE_BASE, sk.L_HIP), (sk.L_HIP, sk.L_KNEE),
+                 (sk.L_KNEE, sk.L_ANKLE)]
         x = s.skeleton[present, :, 0, :, m]
         height = sum((x[:, :, a] - x[:, :, b]).norm(dim=1) for a, b in chain) + 0.15
         assert height.min() > 1.3 and height.max() < 2.1, (height.min(), height.max())
@@ -192,8 +193,8 @@ def test_rgb_and_skeleton_line_up() -> None:
     uv = project(pts.reshape(n, -1, 3), full.meta["camera"]).reshape(n, t, 25, 2)
     u, v = uv[..., 0].floor().long(), uv[..., 1].floor().long()
     inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
-    hits = body[torch.arange(n)[:, None, None].expand_as(u)[inside], torch.arange(t)[None, :, None].expand_as(u)[inside],
-                v[inside], u[inside]]
+    clips, frames = torch.arange(n)[:, None, None].expand_as(u), torch.arange(t)[None, :, None].expand_as(u)
+    hits = body[clips[inside], frames[inside], v[inside], u[inside]]
     assert inside.float().mean() > 0.9
     assert hits.float().mean() > 0.9, hits.float().mean()
     assert body.float().mean() < 0.3  # chance level of landing on the body

@@ -76,7 +76,7 @@ class Pose:
         sign = -1.0 if node in sk.RIGHT_SIDE else 1.0  # mirror the right side
         for k, v in ((0, ax), (1, az), (2, ay)):
             if isinstance(v, Tensor) or v != 0.0:
-                self.angles[:, :, node, k] += v if k == 0 else sign * v  # type: ignore[operator]
+                self.angles[:, :, node, k] += v if k == 0 else sign * v
 
     def shoulder(self, side: str, flex: Value = 0.0, abd: Value = 0.0, horiz: Value = 0.0) -> None:
         """Upper arm: ``flex`` forward (90 = arm horizontal in front), ``abd`` sideways (90 = horizontal
@@ -108,18 +108,18 @@ class Pose:
         """Torso, shared 55/45 between the lower and upper spine: ``flex`` forward, ``bend`` sideways
         (towards the subject's right), ``twist`` about the vertical."""
         for node, w in ((sk.SPINE_MID, 0.55), (sk.SPINE_SHOULDER, 0.45)):
-            self._add(node, -flex * w, bend * w, twist * w)  # type: ignore[operator]
+            self._add(node, -flex * w, bend * w, twist * w)
 
     def neck(self, flex: Value = 0.0, turn: Value = 0.0) -> None:
         """Neck and head: ``flex`` forward (nod), ``turn`` about the vertical."""
         for node in (sk.NECK, sk.HEAD):
-            self._add(node, -flex * 0.5, 0.0, turn * 0.5)  # type: ignore[operator]
+            self._add(node, -flex * 0.5, 0.0, turn * 0.5)
 
     def move(self, left: Value = 0.0, up: Value = 0.0, forward: Value = 0.0) -> None:
         """Translate the root (metres): ``up`` lifts the body off the floor (jumps)."""
         for k, v in ((0, left), (1, up), (2, forward)):
             if isinstance(v, Tensor) or v != 0.0:
-                self.offset[..., k] += -v if k == 2 else v  # type: ignore[operator]
+                self.offset[..., k] += -v if k == 2 else v
 
 
 @dataclass

@@ -126,9 +126,9 @@ def _rest_table() -> tuple[Tensor, Tensor]:
     for j, (vec, g) in _REST.items():
         off[j] = torch.tensor(vec)
         grp[j] = g
-    for r, l in _MIRROR.items():
-        off[r] = off[l] * torch.tensor([-1.0, 1.0, 1.0])
-        grp[r] = grp[l]
+    for right, left in _MIRROR.items():
+        off[right] = off[left] * torch.tensor([-1.0, 1.0, 1.0])
+        grp[right] = grp[left]
     return off, grp
 
 
