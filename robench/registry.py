@@ -230,7 +230,9 @@ class Registry(Generic[T]):
                 "choose another name or pass replace=True"
             )
         if source == "builtin" and module and not module.startswith("robench."):
-            source = f"plugin:{module}" if module in PLUGIN_DIGESTS else f"module:{module}"
+            plugin = sys.modules.get(module)
+            source = f"plugin:{plugin.__file__}" if module in PLUGIN_DIGESTS and plugin is not None \
+                else f"module:{module}"
         desc = description if description is not None else ("" if isinstance(obj, str) else _first_line(obj))
         self._entries[name] = Entry(name, obj, desc, source, lambda o: self.check(o, name))
         for alias in aliases:
