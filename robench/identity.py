@@ -104,11 +104,12 @@ def identity_params(cls: type[Registrable], params: dict[str, Any], *, where: st
     For a dataclass component (every defense) the values are its fields after construction, so
     that its own ``__post_init__`` normalisation counts (AT's ``modalities`` in canonical order).
     """
-    out = full_params(cls, params, exclude=cls.location_params)
     if dataclasses.is_dataclass(cls):
         built = cls(**params)
         out = {f.name: getattr(built, f.name) for f in dataclasses.fields(built)
                if f.init and f.name not in cls.location_params}
+    else:
+        out = full_params(cls, params, exclude=cls.location_params)
     for name in cls.file_params:
         value = out.get(name)
         if value is None or value == "":

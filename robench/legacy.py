@@ -19,10 +19,10 @@ nothing. Everything else is computed again.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from robench.hashing import content_hash
@@ -32,8 +32,7 @@ from robench.plan import Cell, ModelJob, Plan
 from robench.protocol.check import Component
 from robench.registry import ATTACKS, BACKBONES, DATASETS, DEFENSES, Registry
 from robench.store import CellRow, ResultsStore, unpack_bits
-from robench.train.cache import CHECKPOINT_FORMAT, ModelCache
-from robench.train.files import atomic_save, atomic_write_bytes
+from robench.train.cache import ModelCache
 
 LEGACY_FORMAT = 1
 
@@ -153,14 +152,9 @@ def _adopt_model(cache: ModelCache, job: ModelJob, old_id: str) -> bool:
     if not isinstance(payload, dict) or payload.get("format") != LEGACY_FORMAT or payload.get("model_id") != old_id \
             or not str(payload.get("device", "")).startswith("cpu"):
         return False
-    d = cache.dir(job.id)
-    d.mkdir(parents=True, exist_ok=True)
-    meta = {"format": CHECKPOINT_FORMAT, "model_id": job.id, "spec": job.spec, "summary": payload.get("summary", {}),
-            "history": payload.get("history", []), "train_seconds": payload.get("train_seconds"),
-            "robench_version": payload.get("robench_version"), "torch_version": payload.get("torch_version"),
-            "device": payload.get("device"), "precision": job.precision.identity(), "adopted_from": old_id}
-    atomic_save(dict(payload["state_dict"]), d / "model.pt")
-    atomic_write_bytes(d / "model.json", json.dumps(meta, indent=1, sort_keys=True, default=str).encode())
+    record = {"summary": payload.get("summary", {}), "history": payload.get("history", []),
+              **{k: payload.get(k) for k in ("train_seconds", "robench_version", "torch_version", "device")}}
+    cache.write(job, dict(payload["state_dict"]), {**record, "adopted_from": old_id})
     return True
 
 
@@ -172,7 +166,8 @@ def adopt_legacy(plan: Plan, store: ResultsStore, cache: ModelCache) -> Adopted:
         return done
     for mid, old in model_ids.items():
         done.models += _adopt_model(cache, plan.models[mid], old)
-    missing = {new: old for new, old in cell_ids.items() if new not in store.existing([new])}
+    stored = store.existing(cell_ids)
+    missing = {new: old for new, old in cell_ids.items() if new not in stored}
     rows = store.cells(missing.values()) if missing else {}
     for new, old in missing.items():
         row = rows.get(old)
@@ -187,7 +182,7 @@ def adopt_legacy(plan: Plan, store: ResultsStore, cache: ModelCache) -> Adopted:
             defense_params=job.spec["defense"]["params"], attack=row["attack"],
             attack_params=cell.spec["attack"]["params"] if cell.attack_type else None, scenario=row["scenario"],
             eps=row["eps"], eps_rgb=row["eps_rgb"], eps_skeleton=row["eps_skeleton"], n=int(row["n"]),
-            correct=int(row["correct"]), per_sample=per_sample if per_sample is not None else torch.zeros(0).numpy(),
+            correct=int(row["correct"]), per_sample=per_sample if per_sample is not None else np.zeros(0, dtype=bool),
             seed=int(row["seed"]), duration_s=float(row["duration_s"]), robench_version=row["robench_version"],
             git_commit=row["git_commit"], torch_version=row["torch_version"], device=row["device"],
             spec={**cell.spec, "adopted_from": old}))

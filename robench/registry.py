@@ -332,14 +332,15 @@ def load_plugin_file(path: str | Path) -> None:
         source = path.read_bytes()
     except OSError as exc:
         raise RobenchError(f"cannot read plugin file {path}: {exc}") from None
-    if mod_name in sys.modules and PLUGIN_DIGESTS.get(mod_name) == "sha256:" + hashlib.sha256(source).hexdigest():
+    digest = "sha256:" + hashlib.sha256(source).hexdigest()
+    if mod_name in sys.modules and PLUGIN_DIGESTS.get(mod_name) == digest:
         return
     spec = importlib.util.spec_from_file_location(mod_name, path)
     if spec is None:
         raise RobenchError(f"cannot import plugin file {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[mod_name] = module
-    PLUGIN_DIGESTS[mod_name] = "sha256:" + hashlib.sha256(source).hexdigest()
+    PLUGIN_DIGESTS[mod_name] = digest
     try:
         exec(compile(source, str(path), "exec"), module.__dict__)  # the bytes hashed above, nothing else
     except Exception as exc:

@@ -25,6 +25,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -66,19 +67,24 @@ class ModelCache:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def save(self, job: ModelJob, trained: TrainedModel, device: str) -> Path:
-        """Write ``model.pt`` (tensors only), then ``model.json``; remove the resume state."""
+        """Store a model trained here and remove its resume state."""
+        state = {k: v.detach().cpu() for k, v in trained.model.state_dict().items()}
+        path = self.write(job, state, {"summary": trained.summary, "history": trained.history,
+                                       "train_seconds": trained.train_seconds, "robench_version": __version__,
+                                       "torch_version": torch.__version__, "device": device})
+        for name in ("partial.pt", "partial.json"):
+            (path.parent / name).unlink(missing_ok=True)
+        return path
+
+    def write(self, job: ModelJob, state: dict[str, Tensor], record: dict[str, Any]) -> Path:
+        """Write ``model.pt`` (tensors only), then ``model.json``: ``record`` (summary, history, provenance)
+        with the format, model id, spec and precision; returns the path of ``model.pt``."""
         d = self.dir(job.id)
         d.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu() for k, v in trained.model.state_dict().items()}
-        meta = {
-            "format": CHECKPOINT_FORMAT, "model_id": job.id, "spec": job.spec, "summary": trained.summary,
-            "history": trained.history, "train_seconds": trained.train_seconds, "robench_version": __version__,
-            "torch_version": torch.__version__, "device": device, "precision": job.precision.identity(),
-        }
+        meta = {**record, "format": CHECKPOINT_FORMAT, "model_id": job.id, "spec": job.spec,
+                "precision": job.precision.identity()}
         atomic_save(state, d / "model.pt")
         atomic_write_bytes(d / "model.json", json.dumps(meta, indent=1, sort_keys=True, default=str).encode())
-        for name in ("partial.pt", "partial.json"):
-            (d / name).unlink(missing_ok=True)
         return d / "model.pt"
 
     def load(self, job: ModelJob, device: torch.device, runtime: RuntimeOptions | None = None) -> TrainedModel:
