@@ -8,6 +8,10 @@ models well above chance (issue 10's targets at quickstart scale: RGB >= 70%, sk
 fused >= the better of the two).
 
     python benchmarks/modalities.py [--protocol protocols/quickstart.yaml] [--set KEY=VALUE ...] [--keep DIR]
+                                    [--only rgb_only,skeleton_only]
+
+e.g. ``--set dataset.scenes=17 --set model.rgb.stem_stride=1 --only rgb_only`` tries a dataset and an I3D
+stem on the RGB stream alone.
 """
 
 from __future__ import annotations
@@ -37,7 +41,11 @@ def main() -> None:
     parser.add_argument("--protocol", default=str(REPO / "protocols" / "quickstart.yaml"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="protocol overrides")
     parser.add_argument("--keep", help="keep the store and cache in this folder (default: a temporary one)")
+    parser.add_argument("--only", help=f"comma-separated rows to train (default: all of {', '.join(ROWS)})")
     args = parser.parse_args()
+    rows_wanted = args.only.split(",") if args.only else list(ROWS)
+    if unknown := sorted(set(rows_wanted) - set(ROWS)):
+        sys.exit(f"--only: unknown row(s) {', '.join(unknown)}; allowed: {', '.join(ROWS)}")
 
     from robench.cli import main as robench
     from robench.protocol.load import load_raw
@@ -48,7 +56,7 @@ def main() -> None:
     raw = load_raw(args.protocol, args.set).data
     data = {k: v for k, v in raw.items() if k in KEPT}
     data.update(name="modalities", description="clean accuracy of fused, RGB-only and skeleton-only models",
-                defenses=ROWS, attacks={}, scenarios=["clean"], tables=[])
+                defenses={k: ROWS[k] for k in rows_wanted}, attacks={}, scenarios=["clean"], tables=[])
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.keep or tmp)
         folder.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,8 @@ versions and the numeric precision, and read attack parameters from hand-written
 methods. A format-1 result is exactly the result its format-2 id names when
 
 * every component it involves is a robench built-in still at ``version`` 1 (the code that
-  format 1 ran), no plugin and no installed package;
+  format 1 ran), or at a later version listed in :data:`SAME_AS_FORMAT1` with the parameters that
+  version added set to the values that run format 1's code; no plugin and no installed package;
 * it was computed in fp32: on the CPU, where format 1 never enabled bf16 autocast or TF32 (a
   CUDA result may have been bf16, so it is never adopted);
 * the plan asks for fp32.
@@ -36,6 +37,13 @@ from robench.train.cache import ModelCache
 
 LEGACY_FORMAT = 1
 
+#: built-ins that gained parameters after format 1, where those parameters at these values run exactly the
+#: code format 1 ran: ``{(kind, name): (version, {parameter: value})}``. Format-1 ids never contained them.
+SAME_AS_FORMAT1: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {
+    ("dataset", "synthetic"): (2, {"scenes": 0}),
+    ("backbone", "i3d"): (2, {"stem_stride": 2, "stem_temporal_stride": 2, "stem_kernel": 7}),
+}
+
 
 @dataclass
 class Adopted:
@@ -50,16 +58,34 @@ class Adopted:
                 "are now kept under their new ids (see README: Identity)")
 
 
-def _builtin_v1(registry: Registry[Any], name: str) -> bool:
-    return registry.entry(name).source == "builtin" and registry.get(name).version == 1
+def _builtin_v1(registry: Registry[Any], name: str, params: dict[str, Any] | None = None) -> bool:
+    """Whether the built-in ``name`` with ``params`` runs the code that format 1 ran."""
+    if registry.entry(name).source != "builtin":
+        return False
+    version = registry.get(name).version
+    if version == 1:
+        return True
+    same = SAME_AS_FORMAT1.get((registry.kind, name))
+    return (same is not None and version == same[0] and params is not None
+            and all(params.get(k) == v for k, v in same[1].items()))
+
+
+def _format1_params(kind: str, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` without those added after format 1 (see :data:`SAME_AS_FORMAT1`)."""
+    added = SAME_AS_FORMAT1.get((kind, name), (0, {}))[1]
+    return {k: v for k, v in params.items() if k not in added}
 
 
 def _eligible(plan: Plan) -> bool:
     if any(job.precision != FP32 for job in plan.models.values()):
         return False
     for job in plan.models.values():
-        names = [(DATASETS, job.dataset.type), (DEFENSES, job.defense.type),
-                 *((BACKBONES, c.type) for c in job.backbones.values())]
+        if not _builtin_v1(DATASETS, job.dataset.type, full_params(DATASETS.get(job.dataset.type), job.dataset.params)):
+            return False
+        if not all(_builtin_v1(BACKBONES, c.type, full_params(BACKBONES.get(c.type), c.params))
+                   for c in job.backbones.values()):
+            return False
+        names = [(DEFENSES, job.defense.type)]
         if DEFENSES.get(job.defense.type).uses_training_attack:
             names.append((ATTACKS, job.entry.training.attack.type))
         if not all(_builtin_v1(r, n) for r, n in names):
@@ -68,7 +94,7 @@ def _eligible(plan: Plan) -> bool:
 
 
 def _legacy_backbone_params(comp: Component) -> dict[str, Any]:
-    params = dict(comp.params)
+    params = _format1_params("backbone", comp.type, dict(comp.params))
     for name in BACKBONES.get(comp.type).file_params:
         value = params.get(name)
         if value is None:
@@ -90,7 +116,8 @@ def _legacy_model_id(job: ModelJob, base_id: str | None) -> str:
     spec: dict[str, Any] = {
         "format": LEGACY_FORMAT,
         "dataset": {"name": job.dataset.type,
-                    "params": full_params(ds_cls, job.dataset.params, ds_cls.location_params)},
+                    "params": _format1_params("dataset", job.dataset.type,
+                                              full_params(ds_cls, job.dataset.params, ds_cls.location_params))},
         "num_classes": job.num_classes,
         "model": {m: {"backbone": c.type, "params": _legacy_backbone_params(c)} for m, c in job.backbones.items()},
         "training": train_spec,

@@ -70,6 +70,24 @@ def test_i3d_rejects_too_small_inputs() -> None:
         I3D(frames=4)
 
 
+def test_i3d_stem_options_keep_small_frames() -> None:
+    """The stem's strides and kernel change how much of a small clip reaches Mixed_5c, nothing else."""
+    x = torch.rand(1, 3, 8, 32, 32)
+    ref = I3D(width=0.0625, frames=8, resolution=32).eval()
+    assert ref.stage_shapes(x)["Mixed_5c"][1:] == (1, 1, 1)
+    fine = I3D(width=0.0625, frames=8, resolution=32, stem_stride=1).eval()
+    assert fine.stage_shapes(x)["Conv3d_1a_7x7"][1:] == (4, 32, 32)
+    assert fine.stage_shapes(x)["Mixed_5c"][1:] == (1, 2, 2)
+    small = I3D(width=0.0625, frames=8, resolution=32, stem_stride=1, stem_temporal_stride=1, stem_kernel=3).eval()
+    assert small.stage_shapes(x)["Mixed_5c"][1:] == (2, 2, 2)
+    assert small.stages["Conv3d_1a_7x7"].conv3d.weight.shape[2:] == (3, 3, 3)
+    # the strides do not change any weight: a reference checkpoint fits a stride-1 stem
+    assert {k: v.shape for k, v in ref.state_dict().items()} == {k: v.shape for k, v in fine.state_dict().items()}
+    for bad in ({"stem_stride": 4}, {"stem_temporal_stride": 0}, {"stem_kernel": 4}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            I3D(width=0.0625, frames=8, resolution=32, **bad)
+
+
 def test_hcn_full_size_matches_reference() -> None:
     net = HCN()
     s = net.stages

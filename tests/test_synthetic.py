@@ -212,8 +212,9 @@ def test_body_fills_a_good_part_of_the_frame_at_32px() -> None:
     assert extent.median() > 0.55, extent.median()
 
 
-def test_appearance_does_not_depend_on_the_label() -> None:
-    cfg = SyntheticConfig(**TINY)  # type: ignore[arg-type]
+@pytest.mark.parametrize("scenes", [0, 3])
+def test_appearance_does_not_depend_on_the_label(scenes: int) -> None:
+    cfg = SyntheticConfig(**TINY, scenes=scenes)  # type: ignore[arg-type]
     base = generate_split(cfg, "train")
     forced = (base.label + 1) % cfg.classes
     other = generate_split(cfg, "train", labels=forced)
@@ -251,6 +252,61 @@ def test_motion_carries_the_class_and_colour_does_not() -> None:
     chance = 1 / ds.num_classes
     assert nearest_centroid(motion(tr.skeleton), motion(te.skeleton)) > 0.7
     assert nearest_centroid(colour(tr.rgb), colour(te.rgb)) < chance + 0.15
+
+
+def test_scenes_are_rooms_shared_by_both_splits() -> None:
+    from robench.data.synthetic.generate import draw_clips
+
+    cfg = SyntheticConfig(**TINY, scenes=3)  # type: ignore[arg-type]
+    rooms = {split: {tuple(p.flatten().tolist()) for p in draw_clips(cfg, split, 40).background.palette}
+             for split in ("train", "test")}
+    assert len(rooms["train"]) == 3 and rooms["train"] == rooms["test"]
+    assert len({tuple(p.flatten().tolist()) for p in draw_clips(replace(cfg, scenes=0), "train", 40)
+                .background.palette}) == 40  # scenes 0: a background of its own for every clip
+    # rooms change backgrounds (and the lighting drawn after them), never the motion
+    one, other = generate_split(cfg, "train"), generate_split(replace(cfg, scenes=0), "train")
+    assert torch.equal(one.skeleton, other.skeleton) and torch.equal(one.label, other.label)
+    assert not torch.equal(one.rgb, other.rgb)
+    with pytest.raises(RobenchError, match="scenes"):
+        SyntheticDataset(scenes=-1)
+
+
+def _motion_probe(train: TensorClipDataset, test: TensorClipDataset, classes: int) -> float:
+    """Test accuracy of a linear RGB model on where and how much each pixel changes over the clip and
+    on the mean frame (standardised; L2-regularised multinomial logistic regression, L-BFGS)."""
+    def features(rgb: torch.Tensor) -> torch.Tensor:
+        grey = rgb.double().mean(dim=1) / 255  # [N, T, H, W]
+        return torch.cat([grey.std(dim=1).flatten(1), grey.mean(dim=1).flatten(1)], dim=1)
+
+    xtr, xte = features(train.rgb), features(test.rgb)
+    mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
+    xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
+    w = torch.zeros(xtr.shape[1], classes, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=100)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(xtr @ w + b, train.label) + 1e-2 * w.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)  # type: ignore[no-untyped-call]
+    return ((xte @ w + b).argmax(1) == test.label).double().mean().item()
+
+
+@pytest.mark.parametrize("scenes", [0, 17])
+def test_an_rgb_model_is_at_chance_without_bodies(scenes: int) -> None:
+    """Backgrounds, lighting and sensor noise alone carry no class: the same RGB model that learns the
+    class from the clips is at chance on the same clips with the bodies removed."""
+    cfg = SyntheticConfig(classes=8, train_clips_per_class=24, test_clips_per_class=16, frames_rgb=8,
+                          frames_skeleton=16, resolution=24, scenes=scenes)
+    with_bodies = _motion_probe(generate_split(cfg, "train"), generate_split(cfg, "test"), cfg.classes)
+    without = _motion_probe(generate_split(cfg, "train", draw_bodies=False),
+                            generate_split(cfg, "test", draw_bodies=False), cfg.classes)
+    # 128 test clips, chance 1/8: 29 or more right (> 0.22) happens by luck with probability 0.1% (binomial)
+    assert without < 0.22, without
+    assert with_bodies > 0.28, with_bodies
 
 
 def test_save_preview(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -110,8 +110,18 @@ class I3D(Backbone):
             short CPU runs need a larger one for the running statistics to settle).
         checkpoint: a local weights file to start from (e.g. ImageNet-inflated I3D weights in the
             reference's format, or a robench checkpoint); its classification head is ignored.
+        stem_stride: spatial stride of the first convolution, ``Conv3d_1a_7x7`` (the reference's 2, or 1).
+            With 2 the stem and the pool after it shrink a frame 4x per side before any Inception block,
+            which suits 224-pixel frames; on small frames (the synthetic quickstart's 32 pixels, where a
+            forearm is one or two pixels wide) 1 keeps the detail, at about 4x the compute after the stem.
+        stem_temporal_stride: temporal stride of the first convolution (the reference's 2, or 1): 2 halves
+            the clip at once, which suits the reference's 64 frames, not 8.
+        stem_kernel: size of the first convolution's cubic kernel in frames and pixels (the reference's 7,
+            or 5 or 3). A kernel other than 7 cannot load the reference's weights.
     """
 
+    #: 2: the stem options (at their defaults, the code of version 1)
+    version = 2
     modality = "rgb"
     head_keys = ("logits.",)
     file_params = ("checkpoint",)
@@ -119,19 +129,26 @@ class I3D(Backbone):
     input_size_params: ClassVar[dict[str, int]] = {"frames": 1, "resolution": 2}
 
     def __init__(self, width: float = 1.0, frames: int = 64, resolution: int = 224, dropout: float = 0.5,
-                 bn_momentum: float = 0.01, checkpoint: str | None = None) -> None:
+                 bn_momentum: float = 0.01, checkpoint: str | None = None, stem_stride: int = 2,
+                 stem_temporal_stride: int = 2, stem_kernel: int = 7) -> None:
         super().__init__()
         if width <= 0:
             raise ValueError(f"i3d width must be > 0, got {width}")
         if frames < 8 or resolution < 32:
             raise ValueError(f"i3d needs frames >= 8 and resolution >= 32, got {frames} x {resolution}")
+        for name, value, allowed in (("stem_stride", stem_stride, (1, 2)),
+                                     ("stem_temporal_stride", stem_temporal_stride, (1, 2)),
+                                     ("stem_kernel", stem_kernel, (3, 5, 7))):
+            if value not in allowed:
+                raise ValueError(f"i3d {name} must be one of {', '.join(map(str, allowed))}, got {value!r}")
         self.width, self.frames, self.resolution = width, frames, resolution
 
         def c(n: int) -> int:
             return max(4, math.floor(n * width + 0.5))
 
         s = self.stages
-        s["Conv3d_1a_7x7"] = Unit3D(3, c(64), (7, 7, 7), (2, 2, 2), bn_momentum)
+        s["Conv3d_1a_7x7"] = Unit3D(3, c(64), (stem_kernel,) * 3, (stem_temporal_stride, stem_stride, stem_stride),
+                                      bn_momentum)
         s["MaxPool3d_2a_3x3"] = MaxPool3dSame((1, 3, 3), (1, 2, 2))
         s["Conv3d_2b_1x1"] = Unit3D(c(64), c(64), bn_momentum=bn_momentum)
         s["Conv3d_2c_3x3"] = Unit3D(c(64), c(192), (3, 3, 3), bn_momentum=bn_momentum)

@@ -84,8 +84,15 @@ class SyntheticDataset(DatasetProvider):
         lighting: largest relative brightness change over a clip (gain drift and moving light
             gradient), dimensionless, 0-0.5.
         pixel_noise: mean standard deviation of the sensor noise, in 0-255 intensity levels.
+        scenes: number of rooms (background textures and floors) shared by all clips of both splits, each
+            clip drawn in one of them at random, like NTU RGB+D's 17 camera setups in one lab; 0 = a new
+            random background for every clip, which lets a video model tell clips apart by their
+            background alone.
         cache_dir: directory for ``synthetic-<hash>.pt`` (both splits); None = generate in memory.
     """
+
+    #: 2: ``scenes`` (at 0, the data of version 1)
+    version = 2
 
     def __init__(self, classes: int = 10, train_clips_per_class: int = 48, test_clips_per_class: int = 16,
                  frames_rgb: int = 16, frames_skeleton: int = 32, resolution: int = 32, width: int = 0,
@@ -94,7 +101,7 @@ class SyntheticDataset(DatasetProvider):
                  max_pitch: float = 10.0, min_distance: float = 2.5, max_distance: float = 4.0,
                  min_speed: float = 0.75, max_speed: float = 1.35, amplitude_jitter: float = 0.2,
                  style_noise: float = 4.0, lighting: float = 0.25, pixel_noise: float = 3.0,
-                 cache_dir: Path | None = None) -> None:
+                 scenes: int = 0, cache_dir: Path | None = None) -> None:
         super().__init__(cache_dir)
         params = {k: v for k, v in locals().items() if k in CONFIG_FIELDS}
         self.config = SyntheticConfig(**params)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from typing import TypeVar
 
 import torch
 from torch import Tensor
@@ -35,6 +36,7 @@ RNG_BLOCK = 32
 #: largest number of pixels (clips x frames x H x W) rasterised at once (memory bound; does not change data)
 RENDER_BUDGET = 1 << 21
 SPLITS = ("train", "test")
+_D = TypeVar("_D")
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class SyntheticConfig:
     style_noise: float = 4.0
     lighting: float = 0.25
     pixel_noise: float = 3.0
+    scenes: int = 0
 
     @property
     def height_px(self) -> int:
@@ -105,6 +108,8 @@ class SyntheticConfig:
             raise bad("min_distance", f"1.0 <= min_distance <= max_distance ({self.max_distance})")
         if not 0 < self.min_speed <= self.max_speed:
             raise bad("min_speed", f"0 < min_speed <= max_speed ({self.max_speed})")
+        if self.scenes < 0:
+            raise bad("scenes", ">= 0 (0 = a new background for every clip)")
 
     def to_dict(self) -> dict[str, int | float]:
         return asdict(self)
@@ -199,7 +204,11 @@ def draw_clips(cfg: SyntheticConfig, split: str, n: int) -> ClipDraws:
     second = (first + 1 + torch.randint(k - 1, (n,), generator=ga)) % k
     performer = ids[torch.stack([first, second], dim=1)]
     cam = torch.rand(n, 7, generator=ga)
-    background = rd.sample_background(n, ga)
+    if cfg.scenes > 0:  # a fixed set of rooms shared by both splits, each clip in one of them
+        background = _take(rd.sample_background(cfg.scenes, make_generator(cfg.seed, "scenes")),
+                           torch.randint(cfg.scenes, (n,), generator=ga))
+    else:
+        background = rd.sample_background(n, ga)
     lighting = rd.sample_lighting(n, ga, cfg.lighting, cfg.pixel_noise)
 
     gm = make_generator(cfg.seed, split, "motion")
@@ -240,7 +249,7 @@ def split_labels(cfg: SyntheticConfig, split: str) -> Tensor:
     return labels[torch.randperm(len(labels), generator=make_generator(cfg.seed, split, "labels"))]
 
 
-def _take(obj: object, idx: Tensor) -> object:
+def _take(obj: _D, idx: Tensor) -> _D:
     """Index every tensor field of a (nested) dataclass by ``idx``."""
     vals = {}
     for f in fields(obj):  # type: ignore[arg-type]
@@ -374,7 +383,7 @@ def generate_split(cfg: SyntheticConfig, split: str, labels: Tensor | None = Non
     for start in range(0, n, RNG_BLOCK):
         idx = torch.arange(start, min(start + RNG_BLOCK, n))
         b = len(idx)
-        d: ClipDraws = _take(draws, idx)  # type: ignore[assignment]
+        d = _take(draws, idx)
         gs = make_generator(cfg.seed, split, "sensor", start // RNG_BLOCK)
         joint_noise = torch.randn(b, 2, cfg.frames_skeleton, sk.NUM_JOINTS, 3, generator=gs)
         dropped = torch.rand(b, 2, cfg.frames_skeleton, sk.NUM_JOINTS, generator=gs) < cfg.drop_rate
