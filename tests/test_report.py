@@ -136,6 +136,19 @@ def test_markdown_report_with_figures(paper_store: Path, tmp_path: Path) -> None
     assert "### Claims of the paper" in text
 
 
+def test_markdown_shows_each_accuracy_with_its_interval(report) -> None:
+    from robench.report.render import fmt_ci
+    from robench.report.tables import Value
+
+    assert fmt_ci(Value(93.75, n=128, correct=120, ci=(88.2, 96.9))) == " <sub>88–97</sub>"
+    assert fmt_ci(Value(None)) == "" and fmt_ci(Value(1.5)) == ""  # missing, or not an accuracy (e.g. RI)
+    text = render(report, "markdown")
+    found = re.findall(r"(\d+\.\d+)\** <sub>(\d+)–(\d+)</sub>", text)
+    assert len(found) > 10
+    assert all(int(lo) <= float(v) <= int(hi) and int(hi) - int(lo) >= 1 for v, lo, hi in found)
+    assert not any("<sub>" in line for line in text.splitlines() if line.startswith("| *paper*"))
+
+
 def test_csv_has_paper_difference_and_interval(paper_store: Path, report) -> None:
     rows = list(csv.DictReader(io.StringIO(render(report, "csv"))))
     pgd_r = next(r for r in rows if r["table"] == "table1" and r["dataset"] == "ntu60" and r["row"] == "pgd10"

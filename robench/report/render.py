@@ -3,8 +3,9 @@
 Accuracies are printed in percent with two decimals (tables a defense contributes with the decimals it
 sets, e.g. four for AMR weights); the best value of
 each column within a dataset block is bold (``**x**``, ``<b>``, ``\\textbf``). Where a protocol
-carries the paper's printed values, each entry shows the paper's value and the difference. HTML
-and CSV also carry each accuracy's 95% Wilson interval and the number of evaluated clips. Figures
+carries the paper's printed values, each entry shows the paper's value and the difference. Markdown
+shows each accuracy's 95% Wilson interval compactly after it (whole percent, widened outwards); HTML
+and CSV carry the interval with decimals and the number of evaluated clips. Figures
 are written as PNG and SVG files; the HTML page embeds them, so it is one self-contained file.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -80,6 +82,14 @@ def fmt(v: Value | None, digits: int = 2) -> str:
     return f"{v.value:.{digits}f}"
 
 
+def fmt_ci(v: Value | None) -> str:
+    """An accuracy's 95% interval, compact: `` <sub>88-97</sub>`` with an en dash (percent, widened to whole
+    numbers), or nothing."""
+    if v is None or v.ci is None:
+        return ""
+    return f" <sub>{math.floor(v.ci[0] + 1e-9)}–{math.ceil(v.ci[1] - 1e-9)}</sub>"
+
+
 def fmt_paper(v: Value | None, digits: int = 2) -> str:
     return "–" if v is None or v.paper is None else f"{v.paper:.{digits}f}"
 
@@ -107,7 +117,8 @@ def md_escape(text: str) -> str:
 def _env(autoescape: bool) -> Environment:
     env = Environment(loader=PackageLoader("robench.report", "templates"), undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=autoescape)
-    env.filters.update(fmt=fmt, paper=fmt_paper, diff=fmt_diff, tex=latex_escape, csv_row=csv_row, md=md_escape)
+    env.filters.update(fmt=fmt, ci=fmt_ci, paper=fmt_paper, diff=fmt_diff, tex=latex_escape, csv_row=csv_row,
+                       md=md_escape)
     return env
 
 
