@@ -149,3 +149,21 @@ def test_claims_name_the_rows_the_paper_compares() -> None:
             seen.add(claim.id)
     assert seen == {"skeleton_more_robust", "fusion_not_more_robust", "amr_best", "more_amrs_help_larger",
                     "minsim_exfmem_weak_rgb"}
+
+
+def test_units_protocol_scales_the_skeleton_to_its_unit_range() -> None:
+    """synthetic/units: the same data, model and attacks twice, the skeleton eps in metres and in the
+    units of the training split's skeleton min-max scaled to [0, 1] (its span, measured here)."""
+    from robench.data.synthetic import SyntheticDataset
+
+    protocol = load_protocol("synthetic/units")
+    metres, unit = protocol.variants["metres"], protocol.variants["unit_range"]
+    assert metres.dataset == unit.dataset and metres.threat.scale["skeleton"] == 1.0
+    assert metres.threat.scale["rgb"] == unit.threat.scale["rgb"] == 1.0
+    train = SyntheticDataset(**unit.dataset.params).split("train")
+    present = train.skeleton[..., 0]  # every clip of this protocol's 8 classes has one person
+    assert (train.meta["persons"] == 1).all()
+    span = float(present.amax() - present.amin())
+    assert unit.threat.scale["skeleton"] == pytest.approx(span, abs=5e-4)
+    plan = make_plan(protocol)
+    assert len({job.id for job in plan.models.values()}) == 1  # one undefended model serves both

@@ -136,6 +136,24 @@ def test_markdown_report_with_figures(paper_store: Path, tmp_path: Path) -> None
     assert "### Claims of the paper" in text
 
 
+def test_tables_state_eps_in_each_modalitys_units(report) -> None:
+    from robench.report.tables import Block, Row, Value, threat_note
+
+    table = next(t for t in report.tables if t.id == "table1")
+    notes = [n for n in table.notes if n.startswith("Threat model (")]
+    assert len(notes) == len(table.blocks)
+    for note in notes:  # scale 1: the same number, as grey levels for RGB and metres for the skeleton
+        found = re.search(r"eps (\d+)/255 is RGB \1 grey levels of 255; skeleton ([\d.]+) \(", note)
+        assert found and float(found[2]) == pytest.approx(int(found[1]) / 255, rel=1e-3), note
+    assert "Threat model (" in render(report, "markdown")
+    # a skeleton scaled to the unit range of a 5.691 m span: the same nominal eps is 17.9 cm
+    cells = {"a": {"spec": json.dumps({"attack": {"params": {"eps": {"rgb": 8 / 255, "skeleton": 5.691 * 8 / 255}}}})},
+             "b": {"spec": json.dumps({"attack": None})}}
+    block = Block("u", "unit range", [Row("none", "None", "none", "none", {"RS": Value(1.0, cells=["a", "b"])})])
+    assert "skeleton 0.1785 (17.9 cm if metres)" in threat_note(block, 8 / 255, cells)
+    assert threat_note(block, 8 / 255, {}) == ""  # nothing stored yet: nothing claimed
+
+
 def test_markdown_shows_each_accuracy_with_its_interval(report) -> None:
     from robench.report.render import fmt_ci
     from robench.report.tables import Value

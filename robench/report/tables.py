@@ -16,6 +16,7 @@ seed), with the protocol's reference values matched by row id and column order.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -243,8 +244,34 @@ def build_table(layout: RunLayout, spec: TableSpec, cells: dict[str, dict[str, A
     idx = CellIndex(layout, cells)
     blocks = [_accuracy_block(layout, spec, vid, idx) for vid in spec.datasets]
     columns = [(c.id, c.label) for c in spec.columns]
-    return Table(layout.name, spec.id, spec.title, "accuracy", columns, blocks, list(spec.notes),
-                 row_header=spec.row_header)
+    notes = list(spec.notes) + [n for b in blocks if (n := threat_note(b, spec.eps, cells))]
+    return Table(layout.name, spec.id, spec.title, "accuracy", columns, blocks, notes, row_header=spec.row_header)
+
+
+def threat_note(block: Block, eps: float | None, cells: dict[str, dict[str, Any]]) -> str:
+    """What the table's eps is in each modality's own units, read from the attacks its stored cells ran:
+    RGB in grey levels of 255 (pixels on [0, 1]), the skeleton in its coordinates' unit (metres for NTU
+    RGB+D and the synthetic data), after the protocol's ``threat.<modality>.scale``. Empty if no attacked
+    cell of the block is stored."""
+    radii: dict[str, set[float]] = {}
+    for row in block.rows:
+        for value in row.values.values():
+            for cid in value.cells:
+                if cid not in cells:
+                    continue
+                attack = json.loads(cells[cid]["spec"]).get("attack") or {}
+                for m, r in dict(attack.get("params", {}).get("eps", {})).items():
+                    radii.setdefault(str(m), set()).add(round(float(r), 10))
+    if not radii or eps is None:
+        return ""
+    parts = []
+    if "rgb" in radii:
+        parts.append("RGB " + " / ".join(f"{255 * r:.3g} grey levels of 255" for r in sorted(radii["rgb"])))
+    if "skeleton" in radii:
+        parts.append("skeleton " + " / ".join(f"{r:.4g} ({100 * r:.3g} cm if metres)"
+                                              for r in sorted(radii["skeleton"])))
+    return f"Threat model ({block.label}): eps {255 * eps:.3g}/255 is " + "; ".join(parts) + \
+        " in the units the data stores (skeleton coordinates in metres for NTU RGB+D and the synthetic data)."
 
 
 def select_runs(store: ResultsStore, protocols: list[str] | None = None) -> dict[str, RunLayout]:
