@@ -53,3 +53,12 @@ def test_gpu_results_are_never_adopted(legacy: Path, capsys: pytest.CaptureFixtu
     out = run(legacy, capsys)
     assert "adopted 2 cached model(s) and 6 stored cell(s)" in out
     assert "2 cell(s) written, 6 already stored" in out
+
+
+@pytest.mark.parametrize("setting", ["model.rgb.stem_stride=1", "dataset.scenes=3"])
+def test_parameters_added_since_format1_are_adopted_only_at_their_old_values(
+        legacy: Path, capsys: pytest.CaptureFixture[str], setting: str) -> None:
+    """synthetic's ``scenes`` and i3d's stem options did not exist in format 1: at other values than
+    the ones that run format 1's code, nothing old is reused."""
+    out = run(legacy, capsys, "--set", setting)
+    assert "adopted" not in out and "8 cell(s) written, 0 already stored" in out
