@@ -58,16 +58,18 @@ class Adopted:
                 "are now kept under their new ids (see README: Identity)")
 
 
-def _builtin_v1(registry: Registry[Any], name: str, params: dict[str, Any] | None = None) -> bool:
-    """Whether the built-in ``name`` with ``params`` runs the code that format 1 ran."""
+def _runs_format1_code(registry: Registry[Any], name: str, given: dict[str, Any] | None = None) -> bool:
+    """Whether the built-in ``name`` with the protocol's parameters ``given`` runs the code format 1 ran."""
     if registry.entry(name).source != "builtin":
         return False
     version = registry.get(name).version
     if version == 1:
         return True
     same = SAME_AS_FORMAT1.get((registry.kind, name))
-    return (same is not None and version == same[0] and params is not None
-            and all(params.get(k) == v for k, v in same[1].items()))
+    if same is None or version != same[0] or given is None:
+        return False
+    params = full_params(registry.get(name), given)
+    return all(params.get(k) == v for k, v in same[1].items())
 
 
 def _format1_params(kind: str, name: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -80,17 +82,16 @@ def _eligible(plan: Plan) -> bool:
     if any(job.precision != FP32 for job in plan.models.values()):
         return False
     for job in plan.models.values():
-        if not _builtin_v1(DATASETS, job.dataset.type, full_params(DATASETS.get(job.dataset.type), job.dataset.params)):
+        if not _runs_format1_code(DATASETS, job.dataset.type, job.dataset.params):
             return False
-        if not all(_builtin_v1(BACKBONES, c.type, full_params(BACKBONES.get(c.type), c.params))
-                   for c in job.backbones.values()):
+        if not all(_runs_format1_code(BACKBONES, c.type, c.params) for c in job.backbones.values()):
             return False
         names = [(DEFENSES, job.defense.type)]
         if DEFENSES.get(job.defense.type).uses_training_attack:
             names.append((ATTACKS, job.entry.training.attack.type))
-        if not all(_builtin_v1(r, n) for r, n in names):
+        if not all(_runs_format1_code(r, n) for r, n in names):
             return False
-    return all(_builtin_v1(ATTACKS, c.attack_type) for c in plan.cells.values() if c.attack_type)
+    return all(_runs_format1_code(ATTACKS, c.attack_type) for c in plan.cells.values() if c.attack_type)
 
 
 def _legacy_backbone_params(comp: Component) -> dict[str, Any]:

@@ -253,15 +253,12 @@ def threat_note(block: Block, eps: float | None, cells: dict[str, dict[str, Any]
     RGB in grey levels of 255 (pixels on [0, 1]), the skeleton in its coordinates' unit (metres for NTU
     RGB+D and the synthetic data), after the protocol's ``threat.<modality>.scale``. Empty if no attacked
     cell of the block is stored."""
+    stored = {cid for row in block.rows for value in row.values.values() for cid in value.cells if cid in cells}
     radii: dict[str, set[float]] = {}
-    for row in block.rows:
-        for value in row.values.values():
-            for cid in value.cells:
-                if cid not in cells:
-                    continue
-                attack = json.loads(cells[cid]["spec"]).get("attack") or {}
-                for m, r in dict(attack.get("params", {}).get("eps", {})).items():
-                    radii.setdefault(str(m), set()).add(round(float(r), 10))
+    for cid in stored:  # each cell once: Avg and RI rest on the scenario columns' cells again
+        attack = json.loads(cells[cid]["spec"]).get("attack") or {}
+        for m, r in dict(attack.get("params", {}).get("eps", {})).items():
+            radii.setdefault(str(m), set()).add(round(float(r), 10))
     if not radii or eps is None:
         return ""
     parts = []
