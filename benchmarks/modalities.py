@@ -10,8 +10,8 @@ fused >= the better of the two).
     python benchmarks/modalities.py [--protocol protocols/quickstart.yaml] [--set KEY=VALUE ...] [--keep DIR]
                                     [--only rgb_only,skeleton_only]
 
-e.g. ``--set dataset.scenes=17 --set model.rgb.stem_stride=1 --only rgb_only`` tries a dataset and an I3D
-stem on the RGB stream alone.
+e.g. ``--set dataset.train_clips_per_class=120 --set training.epochs=20 --only rgb_only`` trains the
+RGB stream alone with more data and epochs; ``--set model.rgb.stem_stride=2`` tries I3D's reference stem.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ cost of every gradient attack: PGD-k costs about k of them per clip, PGD-k adver
 about k + 1 training-step equivalents. Sizes: the quickstart's, and the paper's full size
 (I3D at 64 x 224 x 224, HCN at T = 32) at a small batch.
 
+Each size is measured in both memory layouts of the RGB stream (contiguous and channels-last 3D),
+one after the other in the same run, and the ratio is printed.
+
     python benchmarks/model_throughput.py [--device auto] [--sizes quickstart,paper] [--batch 16]
 """
 
@@ -16,20 +19,23 @@ import torch
 import torch.nn.functional as F
 
 from robench.models import HCN, I3D, TwoStreamModel
-from robench.runtime import device_name, select_device
+from robench.runtime import RuntimeOptions, device_name, select_device
 from timing import seconds_per_call
 
 SIZES = {
-    # name: (i3d width, frames, resolution, hcn width, skeleton frames, window)
-    "quickstart": (0.125, 8, 32, 0.5, 16, 16),
-    "paper": (1.0, 64, 224, 1.0, 32, 32),
+    # name: (i3d width, frames, resolution, hcn width, skeleton frames, window, i3d stem overrides)
+    "quickstart": (0.125, 8, 32, 0.5, 16, 16, {"stem_stride": 1, "stem_temporal_stride": 1, "stem_kernel": 3}),
+    "quickstart-reference-stem": (0.125, 8, 32, 0.5, 16, 16, {}),
+    "paper": (1.0, 64, 224, 1.0, 32, 32, {}),
 }
 
 
-def bench(size: str, device: torch.device, batch: int, repeats: int) -> None:
-    rw, frames, res, sw, sframes, window = SIZES[size]
-    model = TwoStreamModel({"rgb": I3D(width=rw, frames=frames, resolution=res),
+def bench(size: str, device: torch.device, batch: int, repeats: int, channels_last: bool) -> float:
+    """Print and return the seconds per training step of one size in one memory layout."""
+    rw, frames, res, sw, sframes, window, stem = SIZES[size]
+    model = TwoStreamModel({"rgb": I3D(width=rw, frames=frames, resolution=res, **stem),
                             "skeleton": HCN(width=sw, frames=sframes, window=window)}, 60).to(device)
+    RuntimeOptions(channels_last=channels_last).prepare_model(model)
     x = {"rgb": torch.rand(batch, 3, frames, res, res, device=device),
          "skeleton": torch.randn(batch, 3, sframes, 25, 2, device=device)}
     y = torch.randint(0, 60, (batch,), device=device)
@@ -47,11 +53,13 @@ def bench(size: str, device: torch.device, batch: int, repeats: int) -> None:
         leaves = {m: t.clone().requires_grad_(True) for m, t in x.items()}
         torch.autograd.grad(F.cross_entropy(model(leaves), y, reduction="sum"), list(leaves.values()))
 
+    layout = "channels-last" if channels_last else "contiguous"
+    times = {}
     for name, fn in (("train step", train_step), ("attack step", attack_step)):
-        dt = seconds_per_call(fn, device, repeats)
-        print(f"{size:10s} {name:11s} batch {batch:3d}: {1000 * dt:8.1f} ms/batch  {batch / dt:8.1f} clips/s")
-    params = sum(p.numel() for p in model.parameters())
-    print(f"{size:10s} parameters: {params / 1e6:.2f} M")
+        dt = times[name] = seconds_per_call(fn, device, repeats)
+        print(f"{size:26s} {layout:13s} {name:11s} batch {batch:3d}: {1000 * dt:8.1f} ms/batch "
+              f"{batch / dt:8.1f} clips/s")
+    return times["train step"]
 
 
 def main() -> None:
@@ -65,7 +73,10 @@ def main() -> None:
     print(f"device {device_name(device)}, torch {torch.__version__}, threads {torch.get_num_threads()}")
     for size in args.sizes.split(","):
         batch = args.batch if size != "paper" or device.type != "cpu" else min(args.batch, 2)
-        bench(size, device, batch, args.repeats if size != "paper" or device.type != "cpu" else 1)
+        repeats = args.repeats if size != "paper" or device.type != "cpu" else 1
+        contiguous = bench(size, device, batch, repeats, channels_last=False)
+        last = bench(size, device, batch, repeats, channels_last=True)
+        print(f"{size:26s} channels-last speed-up of a training step: {contiguous / last:.2f}x")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ from robench.store import ResultsStore
 
 def test_defaults_per_device() -> None:
     cpu = RuntimeOptions.for_device(torch.device("cpu"))
-    assert cpu == RuntimeOptions(amp=False, channels_last=False, workers=0, pin_memory=False)
+    assert cpu == RuntimeOptions(amp=False, channels_last=True, workers=0, pin_memory=False)
+    assert not RuntimeOptions.for_device(torch.device("cpu"), channels_last="off").channels_last
     forced = RuntimeOptions.for_device(torch.device("cpu"), amp="on", channels_last="on", workers=2)
     assert forced.amp and forced.channels_last and forced.workers == 2
     with pytest.raises(RobenchError):
