@@ -59,6 +59,7 @@ def bench(size: str, device: torch.device, batch: int, repeats: int, channels_la
         dt = times[name] = seconds_per_call(fn, device, repeats)
         print(f"{size:26s} {layout:13s} {name:11s} batch {batch:3d}: {1000 * dt:8.1f} ms/batch "
               f"{batch / dt:8.1f} clips/s")
+    print(f"{size:26s} parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M")
     return times["train step"]
 
 
