@@ -15,7 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from functools import partial
 
-from robench.attacks.base import Bounds, IterativeAttack, cw_margin_loss
+from robench.attacks.base import Bounds
+from robench.attacks.iterative import IterativeAttack
+from robench.attacks.losses import cw_margin_loss
 from robench.registry import register_attack
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from robench.attacks.base import Bounds, IterativeAttack
+from robench.attacks.base import Bounds
+from robench.attacks.iterative import IterativeAttack
 from robench.registry import register_attack
 
 
@@ -31,6 +32,7 @@ class FGSM(IterativeAttack):
     """
 
     scaled_params = ()  # the step is eps itself
+    single_step = True
 
     def __init__(self, modalities: Sequence[str], eps: float | Mapping[str, float], loss: str = "ce",
                  early_stop: bool = True, bounds: Bounds | None = None) -> None:

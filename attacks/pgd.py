@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from robench.attacks.base import Bounds, IterativeAttack
+from robench.attacks.base import Bounds
+from robench.attacks.iterative import IterativeAttack
 from robench.registry import register_attack
 
 

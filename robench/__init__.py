@@ -4,7 +4,7 @@ Public API (imported lazily, so ``import robench`` stays cheap)::
 
     from robench import register_defense, register_attack, register_dataset, register_backbone
     from robench import Defense, LossOutput, TrainContext          # write a defense
-    from robench import Attack, IterativeAttack                     # write an attack
+    from robench import Attack, EngineAttack, IterativeAttack       # write an attack
     from robench import TwoStreamModel, Backbone                    # the model interface
     from robench import DatasetProvider, ClipDataset                # write a dataset
     from robench import ResultsStore, load_protocol                 # read results, protocols
@@ -29,7 +29,8 @@ _LAZY = {
     "LossOutput": "robench.defenses.base",
     "TrainContext": "robench.train.context",
     "Attack": "robench.attacks.base",
-    "IterativeAttack": "robench.attacks.base",
+    "IterativeAttack": "robench.attacks.iterative",
+    "EngineAttack": "robench.attacks.engine",
     "TwoStreamModel": "robench.models.two_stream",
     "ModelOutput": "robench.models.two_stream",
     "Backbone": "robench.models.backbone",

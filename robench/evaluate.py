@@ -1,20 +1,31 @@
 """Evaluating one cell: a trained model, on the evaluation set, clean or under one attack.
 
-The model is in eval mode. For an attacked cell every batch goes through the attack (whose output
-is checked against the threat model) and the prediction on the returned input decides the sample.
-Random starts are seeded per sample (``derive_seed(evaluation.seed, sample index)``), so a cell's
-result does not depend on the batch size, and all models see the same starting noise for the same
-clip (paired comparisons between defenses).
+The model is in eval mode. An attacked cell runs its attack's stages in turn (one stage for a
+single attack; AutoAttack's members for the ensemble), each only on the clips that every stage
+before left correctly classified. A stage that is an :class:`~robench.attacks.engine.EngineAttack`
+streams the clips through :func:`~robench.attacks.engine.run_engine`: a fixed-size active batch,
+refilled from the rest of the evaluation set as clips are fooled. Every returned input is checked
+against the threat model and then re-classified, and that prediction decides the clip.
+
+Random starts are seeded per sample (``derive_seed(evaluation.seed, clip index)``), so a cell's
+result does not depend on the batch size or on the refilling, and all models see the same
+starting noise for the same clip (paired comparisons between defenses).
 """
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
+from robench.attacks.base import Attack, check_adversarial
+from robench.attacks.engine import EngineAttack, Finished, GradientAudit, Model, Rows, make_rows, run_engine
 from robench.data.base import ClipDataset, batch_indices, to_model_inputs
 from robench.hashing import derive_seed
 from robench.models.two_stream import TwoStreamModel
@@ -23,14 +34,67 @@ from robench.progress import Progress
 from robench.protocol.schema import EvaluationConfig
 from robench.registry import ATTACKS
 from robench.runtime import RuntimeOptions
+from robench.sanity import ModelChecks, model_checks
+
+#: :attr:`CellDetails.broken_by` codes: never fooled, and misclassified without any attack
+ROBUST, CLEAN = -1, 0
+
+
+@dataclass
+class CellDetails:
+    """What an attacked cell records beyond per-sample correctness.
+
+    ``broken_by[i]`` is :data:`ROBUST` (-1), :data:`CLEAN` (0, wrong on the clean input) or k >= 1:
+    stage k (``stages[k - 1]``) fooled clip i. ``gradients`` sums the stages' gradient audits and
+    ``model`` holds the forward-pass checks (:mod:`robench.sanity`).
+    """
+
+    stages: list[str]
+    broken_by: np.ndarray
+    gradients: GradientAudit = field(default_factory=GradientAudit)
+    model: ModelChecks | None = None
+    gradient_free: list[bool] = field(default_factory=list)  # per stage: reads only outputs (Square)
+
+    def to_json(self) -> dict[str, Any]:
+        """The store's ``details`` column (``broken_by`` as base64 of int8)."""
+        return {"stages": list(self.stages), "accuracy_after": self.accuracy_after(),
+                "broken_by": base64.b64encode(self.broken_by.astype(np.int8).tobytes()).decode(),
+                "gradients": dataclasses.asdict(self.gradients),
+                "model": dataclasses.asdict(self.model) if self.model is not None else None,
+                "gradient_free": list(self.gradient_free)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CellDetails:
+        broken = np.frombuffer(base64.b64decode(data["broken_by"]), dtype=np.int8).copy()
+        model = ModelChecks(**data["model"]) if data.get("model") is not None else None
+        return cls(list(data["stages"]), broken, GradientAudit(**data["gradients"]), model,
+                   [bool(x) for x in data.get("gradient_free", [])])
+
+    def correct_after(self, stage: str) -> np.ndarray:
+        """Per-clip robustness after the stages up to and including ``stage`` (bool ``[n]``)."""
+        if stage not in self.stages:
+            raise KeyError(f"stage {stage!r} is not one of {self.stages}")
+        k = self.stages.index(stage) + 1
+        return (self.broken_by == ROBUST) | (self.broken_by > k)
+
+    def accuracy_after(self) -> list[float]:
+        """Robust accuracy after each stage, in stage order (AutoAttack's running report)."""
+        n = max(len(self.broken_by), 1)
+        wrong = (self.broken_by == CLEAN).sum()
+        out = []
+        for k in range(1, len(self.stages) + 1):
+            wrong += (self.broken_by == k).sum()
+            out.append(float(1 - wrong / n))
+        return out
 
 
 @dataclass
 class CellResult:
-    """Outcome of one cell: per-sample correctness on the evaluated clips."""
+    """Outcome of one cell: per-sample correctness on the evaluated clips (and, if attacked, details)."""
 
     correct: np.ndarray  # bool [n]
     seconds: float
+    details: CellDetails | None = None
 
     @property
     def n(self) -> int:
@@ -50,6 +114,54 @@ def evaluation_indices(dataset: ClipDataset, cfg: EvaluationConfig) -> torch.Ten
     return torch.randperm(n, generator=gen)[: cfg.max_samples].sort().values
 
 
+def _chunks(model: TwoStreamModel, dataset: ClipDataset, indices: torch.Tensor, positions: np.ndarray,
+            attacked: Sequence[str], cfg: EvaluationConfig, device: torch.device, runtime: RuntimeOptions
+            ) -> Iterator[Rows]:
+    """The clips at ``positions`` of ``indices`` as :class:`Rows`, ``batch_size`` at a time, loaded lazily."""
+    order = torch.as_tensor(positions, dtype=torch.int64)
+    batches = batch_indices(len(order), cfg.batch_size, indices=order)
+    for pos, batch in zip(batches, runtime.batches(dataset, [indices[p] for p in batches])):
+        inputs = to_model_inputs(batch, device, model.modalities)
+        labels = batch["label"].to(device, non_blocking=True)
+        seeds = torch.tensor([derive_seed(cfg.seed, int(i)) for i in indices[pos]], dtype=torch.int64)
+        yield make_rows(inputs, labels, attacked, seeds, pos=pos)
+
+
+def _finished(stage: Attack, model: Model, chunks: Iterator[Rows], capacity: int) -> Iterator[Finished]:
+    if isinstance(stage, EngineAttack):
+        yield from run_engine(stage, model, chunks, capacity)
+        return
+    for rows in chunks:  # an attack written as perturb() only: one batch at a time
+        adv = stage(model, rows.clean, rows.labels, rows.seeds)
+        yield Finished(rows, adv, torch.zeros(len(rows), dtype=torch.bool))
+
+
+def _judge(model: Model, stage: Attack, label: str, group: list[Finished]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Check and re-classify finished rows: ``(positions, correct, untouched)``."""
+    rows = Rows.cat([f.rows for f in group])
+    adv = {m: torch.cat([f.adversarial[m] for f in group]) for m in group[0].adversarial}
+    check_adversarial(rows.clean, adv, stage.eps, stage.bounds, attack=label)
+    with torch.no_grad():
+        correct = model(adv).argmax(1) == rows.labels
+    untouched = torch.cat([f.untouched for f in group])
+    return rows.pos.cpu().numpy(), correct.cpu().numpy(), untouched.cpu().numpy()
+
+
+def _run_stage(model: Model, stage: Attack, label: str, chunks: Iterator[Rows], capacity: int
+               ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Attack every row of ``chunks`` with ``stage``; yields judged groups of about ``capacity`` rows."""
+    group: list[Finished] = []
+    size = 0
+    for fin in _finished(stage, model, chunks, capacity):
+        group.append(fin)
+        size += len(fin.rows)
+        if size >= capacity:
+            yield _judge(model, stage, label, group)
+            group, size = [], 0
+    if group:
+        yield _judge(model, stage, label, group)
+
+
 def evaluate_cell(model: TwoStreamModel, dataset: ClipDataset, cell: Cell, device: torch.device,
                   progress: Progress, label: str = "", runtime: RuntimeOptions | None = None) -> CellResult:
     """Run ``cell`` on ``model`` (clean accuracy or accuracy under its attack)."""
@@ -57,21 +169,47 @@ def evaluate_cell(model: TwoStreamModel, dataset: ClipDataset, cell: Cell, devic
     runtime = runtime or RuntimeOptions()
     cfg = cell.evaluation
     indices = evaluation_indices(dataset, cfg)
-    attack = ATTACKS.build(cell.attack_type, **cell.attack_params) if cell.attack_type else None
-    outcomes: list[np.ndarray] = []
+    n = len(indices)
     t0 = time.perf_counter()
+    if not cell.attack_type:
+        return CellResult(_clean(model, dataset, indices, cfg, device, progress, label, runtime),
+                          time.perf_counter() - t0)
+    attack = ATTACKS.build(cell.attack_type, **cell.attack_params)
+    stages = list(attack.stages())
+    details = CellDetails([name for name, _ in stages], np.full(n, ROBUST, dtype=np.int8),
+                          gradient_free=[type(stage).gradient_free for _, stage in stages])
+    remaining = np.arange(n)
+    with runtime.autocast(device):
+        if n:
+            first = next(_chunks(model, dataset, indices, remaining[: cfg.batch_size], (), cfg, device, runtime))
+            details.model = model_checks(model, first.clean)
+        for k, (name, stage) in enumerate(stages, start=1):
+            if remaining.size == 0:
+                break
+            chunks = _chunks(model, dataset, indices, remaining, stage.modalities, cfg, device, runtime)
+            still = np.zeros(n, dtype=bool)
+            with progress.task(f"{label or cell.scenario} {name}", int(remaining.size)) as bar:
+                for pos, correct, untouched in _run_stage(model, stage, name, chunks, cfg.batch_size):
+                    details.broken_by[pos[~correct]] = np.where(untouched[~correct], CLEAN, k)
+                    still[pos[correct]] = True
+                    bar.advance(len(pos), acc=float((details.broken_by == ROBUST).mean()))
+            remaining = np.flatnonzero(still)
+            if isinstance(stage, EngineAttack):
+                audit = stage.audit
+                details.gradients = GradientAudit(details.gradients.checked + audit.checked,
+                                                  details.gradients.zero + audit.zero,
+                                                  details.gradients.missing + audit.missing)
+    return CellResult(details.broken_by == ROBUST, time.perf_counter() - t0, details)
+
+
+def _clean(model: TwoStreamModel, dataset: ClipDataset, indices: torch.Tensor, cfg: EvaluationConfig,
+           device: torch.device, progress: Progress, label: str, runtime: RuntimeOptions) -> np.ndarray:
+    outcomes: list[np.ndarray] = []
     batches = batch_indices(len(indices), cfg.batch_size, indices=indices)
-    with progress.task(label or f"eval {cell.scenario}", len(batches)) as bar:
-        for idx, batch in zip(batches, runtime.batches(dataset, batches)):
+    with progress.task(label or "eval clean", len(batches)) as bar, runtime.autocast(device), torch.no_grad():
+        for batch in runtime.batches(dataset, batches):
             inputs = to_model_inputs(batch, device, model.modalities)
             labels = batch["label"].to(device, non_blocking=True)
-            with runtime.autocast(device):
-                if attack is not None:
-                    seeds = torch.tensor([derive_seed(cfg.seed, int(i)) for i in idx], dtype=torch.int64)
-                    inputs = attack(model, inputs, labels, sample_seeds=seeds)
-                with torch.no_grad():
-                    pred = model(inputs).argmax(1)
-            outcomes.append((pred == labels).cpu().numpy())
-            done = np.concatenate(outcomes)
-            bar.advance(1, acc=float(done.mean()))
-    return CellResult(np.concatenate(outcomes) if outcomes else np.zeros(0, dtype=bool), time.perf_counter() - t0)
+            outcomes.append((model(inputs).argmax(1) == labels).cpu().numpy())
+            bar.advance(1, acc=float(np.concatenate(outcomes).mean()))
+    return np.concatenate(outcomes) if outcomes else np.zeros(0, dtype=bool)

@@ -11,14 +11,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from robench import __version__
 from robench.data.base import DatasetProvider
 from robench.errors import DataError
-from robench.evaluate import evaluate_cell
+from robench.evaluate import CellResult, evaluate_cell
 from robench.legacy import Adopted, adopt_legacy
 from robench.plan import Cell, ModelJob, Plan, make_plan
 from robench.progress import Progress
@@ -173,7 +172,7 @@ def _cell_label(plan: Plan, job: ModelJob, cell: Cell) -> str:
     return f"{defense} | {v.attacks[cell.attack_id].label} {cell.scenario} eps {cell.eps * 255:.3g}/255"
 
 
-def _row(protocol: Protocol, job: ModelJob, cell: Cell, result: Any, device: str) -> CellRow:
+def _row(protocol: Protocol, job: ModelJob, cell: Cell, result: CellResult, device: str) -> CellRow:
     eps_by = cell.attack_params.get("eps", {}) if cell.attack_type else {}
     return CellRow(
         cell_id=cell.id, model_id=job.id, protocol=protocol.name, dataset=job.dataset.type,
@@ -183,5 +182,5 @@ def _row(protocol: Protocol, job: ModelJob, cell: Cell, result: Any, device: str
         eps=cell.eps, eps_rgb=eps_by.get("rgb"), eps_skeleton=eps_by.get("skeleton"), n=result.n,
         correct=int(result.correct.sum()), per_sample=result.correct, seed=cell.seed, duration_s=result.seconds,
         robench_version=__version__, git_commit=git_commit(), torch_version=torch.__version__, device=device,
-        spec=cell.spec,
+        spec=cell.spec, details=result.details.to_json() if result.details is not None else None,
     )

@@ -5,8 +5,10 @@ Tables:
 ``results``
     one row per cell (model x attack x scenario x eps), keyed by the cell's content hash:
     model id, defense, attack with all parameters, scenario, eps, n, correct, accuracy, the
-    per-sample outcomes (packed bits), seed, duration and provenance (protocol, robench version,
-    git commit, torch version, device, time).
+    per-sample outcomes (packed bits), seed, duration, provenance (protocol, robench version,
+    git commit, torch version, device, time) and, for attacked cells, ``details`` (JSON): which
+    stage of the attack fooled each clip, the robust accuracy after each stage, and the sanity
+    measurements of :mod:`robench.sanity` (schema 2; a schema-1 store gains the column on opening).
 ``models``
     one row per trained model: its spec, the defense's summary (e.g. AMR weights), training history.
 ``runs``
@@ -35,7 +37,7 @@ import pandas as pd
 
 from robench.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -64,7 +66,8 @@ CREATE TABLE IF NOT EXISTS results (
     torch_version TEXT,
     device TEXT,
     created_at TEXT NOT NULL,
-    spec TEXT NOT NULL
+    spec TEXT NOT NULL,
+    details TEXT
 );
 CREATE INDEX IF NOT EXISTS results_model ON results (model_id);
 CREATE TABLE IF NOT EXISTS models (
@@ -91,6 +94,11 @@ CREATE TABLE IF NOT EXISTS runs (
     device TEXT
 );
 """
+
+
+_RESULT_COLUMNS = ("cell_id, model_id, protocol, dataset, dataset_params, defense, defense_params, attack, "
+                   "attack_params, scenario, eps, eps_rgb, eps_skeleton, n, correct, accuracy, per_sample, seed, "
+                   "duration_s, robench_version, git_commit, torch_version, device, created_at, spec, details")
 
 
 def utc_now() -> str:
@@ -136,6 +144,7 @@ class CellRow:
     torch_version: str
     device: str
     spec: dict[str, Any]
+    details: dict[str, Any] | None = None
 
     @property
     def accuracy(self) -> float:
@@ -166,11 +175,28 @@ class ResultsStore:
                 con.executescript(_SCHEMA)
                 con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
                 found = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+                if int(found) < SCHEMA_VERSION:
+                    found = self._migrate(con, int(found))
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open results store {self.path}: {exc}") from None
         if int(found) > SCHEMA_VERSION:
             raise StoreError(f"results store {self.path} has schema {found}, newer than this robench "
                              f"({SCHEMA_VERSION})")
+
+    @staticmethod
+    def _migrate(con: sqlite3.Connection, version: int) -> str:
+        """Bring an older store up to :data:`SCHEMA_VERSION` in one transaction (nothing is lost)."""
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            columns = {r[1] for r in con.execute("PRAGMA table_info(results)")}
+            if version < 2 and "details" not in columns:
+                con.execute("ALTER TABLE results ADD COLUMN details TEXT")
+            con.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return str(SCHEMA_VERSION)
 
     def _inspect(self) -> int | None:
         """The schema version of the store at :attr:`path`, read without writing; None for a new or empty file.
@@ -265,9 +291,11 @@ class ResultsStore:
             row.scenario, row.eps, row.eps_rgb, row.eps_skeleton, row.n, row.correct, row.accuracy,
             pack_bits(row.per_sample), row.seed, row.duration_s, row.robench_version, row.git_commit,
             row.torch_version, row.device, utc_now(), json.dumps(row.spec, sort_keys=True),
+            json.dumps(row.details, sort_keys=True) if row.details is not None else None,
         )
         with self._transaction() as con:
-            cur = con.execute(f"INSERT OR IGNORE INTO results VALUES ({','.join('?' * len(values))})", values)
+            marks = ",".join("?" * len(values))
+            cur = con.execute(f"INSERT OR IGNORE INTO results ({_RESULT_COLUMNS}) VALUES ({marks})", values)
             return cur.rowcount == 1
 
     def write_model(self, model_id: str, spec: dict[str, Any], summary: dict[str, Any], history: list[dict[str, Any]],
@@ -361,7 +389,7 @@ class ResultsStore:
         """All results as a DataFrame (JSON parameter columns decoded, per-sample bits left packed)."""
         with self._connect() as con:
             df = pd.read_sql_query("SELECT * FROM results ORDER BY created_at, cell_id", con)
-        for col in ("dataset_params", "defense_params", "attack_params", "spec"):
+        for col in ("dataset_params", "defense_params", "attack_params", "spec", "details"):
             df[col] = df[col].map(lambda s: json.loads(s) if isinstance(s, str) else None)
         return df
 

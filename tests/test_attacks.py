@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from robench.attacks import CW, FGSM, PGD, Attack, check_adversarial
-from robench.attacks.base import cw_margin_loss
+from robench.attacks.losses import cw_margin_loss
 from robench.errors import AttackCheckError
 from robench.registry import ATTACKS, load_builtins
 from robench.scenarios import SCENARIOS
@@ -17,10 +19,14 @@ ATTACKED = {s: list(mods) for s, mods in SCENARIOS.items() if mods}  # the scena
 EPS = 8 / 255
 
 
+#: test-sized budgets, applied to every attack that has the parameter
+SMALL = {"steps": 3, "queries": 40, "targets": 2}
+
+
 def build(name: str, modalities: list[str], eps: float, **kw) -> Attack:
     cls = ATTACKS.get(name)
-    params = {"steps": 3} if "steps" in cls.__init__.__code__.co_varnames else {}
-    params.update(kw)
+    accepted = inspect.signature(cls.__init__).parameters
+    params = {k: v for k, v in {**SMALL, **kw}.items() if k in accepted}
     return cls(modalities=modalities, eps=eps, **params)
 
 
@@ -30,7 +36,7 @@ def accuracy(model, inputs, labels) -> float:
 
 
 def test_builtin_attacks_registered() -> None:
-    assert {"fgsm", "pgd", "cw"} <= set(ATTACKS.names())
+    assert {"fgsm", "pgd", "cw", "apgd", "apgd_t", "square", "autoattack"} <= set(ATTACKS.names())
 
 
 @pytest.mark.parametrize("name", ATTACKS.names())
@@ -63,7 +69,7 @@ def test_eps_zero_is_clean(name, model, inputs, labels) -> None:
 @pytest.mark.parametrize("name", ATTACKS.names())
 def test_attack_actually_attacks(name, model, inputs, labels) -> None:
     """On an undefended random model, a large budget on both modalities fools most samples."""
-    attack = build(name, ["rgb", "skeleton"], 0.25, **({"step_size": 0.1} if name != "fgsm" else {}))
+    attack = build(name, ["rgb", "skeleton"], 0.25, step_size=0.1)
     adv = attack(model, inputs, labels)
     assert accuracy(model, adv, labels) < 0.5
 

@@ -269,7 +269,7 @@ CASES: list[Case] = [
     P("unknown_defense_type", "defenses: {at_rs: {type: adversarial}}\n", "key 'defenses.at_rs.type'",
       "a registered defense: amr, at"),
     S("unknown_attack_type", "attacks.pgd.type=pgdd", "key 'attacks.pgd.type'", "a registered attack",
-      "did you mean 'pgd'?"),
+      "did you mean 'pgd'"),
     P("unknown_dataset", "dataset: {name: kinetics400}\n", "key 'dataset.name'", "a registered dataset", "ntu60"),
     S("unknown_backbone", "model.rgb.backbone=resnet50", "key 'model.rgb.backbone'", "a registered backbone: hcn, i3d"),
     S("backbone_for_wrong_modality", "model.skeleton.backbone=i3d", "key 'model.skeleton.backbone'",

@@ -201,7 +201,8 @@ def test_plugin_parameters_change_model_ids(tmp_path: Path) -> None:
 ATTACK_PLUGIN = '''
     from collections.abc import Mapping, Sequence
     from robench import register_attack
-    from robench.attacks.base import Bounds, IterativeAttack
+    from robench.attacks.base import Bounds
+    from robench.attacks.iterative import IterativeAttack
 
     @register_attack("decaying_pgd_identity_test")
     class DecayingPGD(IterativeAttack):

@@ -77,7 +77,7 @@ def test_entry_points_register_third_party_components(tmp_path: Path, monkeypatc
     """A distribution installed with an entry point in group robench.attacks is picked up."""
     pkg = tmp_path / "thirdparty_attack.py"
     pkg.write_text(textwrap.dedent('''
-        from robench.attacks.base import IterativeAttack
+        from robench.attacks.iterative import IterativeAttack
 
         class Nudge(IterativeAttack):
             """Third-party test attack."""

@@ -226,6 +226,27 @@ def _columns(c: Checker, value: Any, path: tuple[str, ...], defenses: dict[str, 
     return out
 
 
+#: the table attack that means "the worst case over every attack the run evaluated" (per clip)
+WORST = "worst"
+def _table_attacks(attacks: dict[str, Any]) -> str:
+    return (f"an attack id of this protocol: {', '.join(attacks)}; or '{WORST}' (the worst case over them); or "
+            "'<attack id>@<stage>' (an ensemble's accuracy after one stage, e.g. aa@apgd-t)")
+
+
+def _table_attack(name: Any, attacks: dict[str, Any]) -> bool:
+    """Whether a table or row may name ``name`` as its attack."""
+    if not isinstance(name, str):
+        return False
+    return name == WORST or name in attacks or ("@" in name and name.split("@", 1)[0] in attacks)
+
+
+def _eps_of(name: str, attacks: dict[str, Any]) -> list[float]:
+    """The radii a table attack is available at: its attack's, or for the worst case any attack's."""
+    if name == WORST:
+        return sorted({e for a in attacks.values() for e in a.eps})
+    return list(attacks[name.split("@", 1)[0]].eps)
+
+
 def _rows(c: Checker, value: Any, path: tuple[str, ...], defenses: dict[str, Any], attacks: dict[str, Any],
           default_attack: str | None) -> list[RowSpec]:
     if not isinstance(value, list) or not value:
@@ -242,8 +263,8 @@ def _rows(c: Checker, value: Any, path: tuple[str, ...], defenses: dict[str, Any
             raise c.fail((*rpath, "defense") if "id" in row or "attack" in row else rpath, defense,
                          "a defense id of this protocol: " + ", ".join(defenses))
         attack = row.get("attack")
-        if attack is not None and attack not in attacks:
-            raise c.fail((*rpath, "attack"), attack, "an attack id of this protocol: " + ", ".join(attacks))
+        if attack is not None and not _table_attack(attack, attacks):
+            raise c.fail((*rpath, "attack"), attack, _table_attacks(attacks))
         if attack is None and default_attack is None:
             raise c.fail((*rpath, "attack"), "(missing)", "an attack id (the table sets no attack)")
         label = str(row.get("label", defenses[defense].label))
@@ -366,17 +387,20 @@ def tables(c: Checker, value: Any, variants: dict[str, Any]) -> list[TableSpec]:
                                  notes, defense, row_header))
             continue
         attack = t.get("attack")
-        if attack is not None and attack not in first.attacks:
-            raise c.fail((*path, "attack"), attack, "an attack id of this protocol: " + ", ".join(first.attacks))
+        if attack is not None and not _table_attack(attack, first.attacks):
+            raise c.fail((*path, "attack"), attack, _table_attacks(first.attacks))
+        if WORST in first.attacks:
+            raise c.fail(("attacks", WORST), WORST, f"another attack id: '{WORST}' names the worst case in tables")
         rows = _rows(c, t.get("rows", list(first.defenses)), (*path, "rows"), first.defenses, first.attacks, attack)
         columns = _columns(c, t.get("columns", list(STANDARD_COLUMNS)), (*path, "columns"), first.defenses)
-        row_attacks = {r.attack or attack for r in rows}
-        eps = c.number(t["eps"], (*path, "eps")) if "eps" in t else first.attacks[next(iter(row_attacks))].eps[0]
+        row_attacks = {a for r in rows if (a := r.attack or attack) is not None}
+        eps = c.number(t["eps"], (*path, "eps")) if "eps" in t else _eps_of(next(iter(row_attacks)), first.attacks)[0]
         for v in variants.values():
             for a in row_attacks:
-                if not any(abs(eps - e) < 1e-12 for e in v.attacks[a].eps):
+                runs_at = _eps_of(a, v.attacks)
+                if not any(abs(eps - e) < 1e-12 for e in runs_at):
                     raise c.fail((*path, "eps"), t.get("eps", eps), f"one of the eps values attack '{a}' runs at on "
-                                 f"dataset '{v.id}': {v.attacks[a].eps}")
+                                 f"dataset '{v.id}': {runs_at}")
         row_ids = [r.id for r in rows]
         baseline = t.get("baseline", row_ids[0])  # default: the first row (put the undefended model first)
         if baseline is not None and baseline not in row_ids:

@@ -100,7 +100,8 @@ def fmt_diff(v: Value | None, digits: int = 2) -> str:
 
 def latex_escape(text: str) -> str:
     repl = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-            "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "✓": r"\checkmark{}", "✗": r"$\times$"}
+            "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "✓": r"\checkmark{}", "✗": r"$\times$",
+            "⚠": r"\textsuperscript{!}"}
     return "".join(repl.get(ch, ch) for ch in str(text))
 
 

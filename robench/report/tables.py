@@ -21,15 +21,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from robench.errors import RobenchError, UnknownNameError
+from robench.evaluate import CellDetails
 from robench.identity import file_digest
 from robench.params import full_params
-from robench.protocol.layout import TableSpec
+from robench.protocol.layout import WORST, TableSpec
 from robench.registry import DEFENSES, load_plugin_file
+from robench.report.flags import run_flags
 from robench.report.metrics import avg, relative_improvement, wilson_interval
 from robench.run_layout import LAYOUT_FORMAT, LayoutFormatError, RunLayout
+from robench.sanity import Flag
 from robench.scenarios import ATTACKED_SCENARIOS, SCENARIOS
-from robench.store import ResultsStore
+from robench.store import ResultsStore, unpack_bits
 
 
 @dataclass
@@ -51,6 +56,12 @@ class Value:
     ci: tuple[float, float] | None = None
     paper: float | None = None
     cells: list[str] = field(default_factory=list)
+    flags: list[Flag] = field(default_factory=list)
+
+    @property
+    def unreliable(self) -> bool:
+        """A sanity flag fired on a cell this value rests on (``docs/flags.md``)."""
+        return bool(self.flags)
 
     @property
     def missing(self) -> bool:
@@ -110,27 +121,75 @@ class Table:
 
 
 class CellIndex:
-    """Looks up stored cells by (dataset, defense, attack, scenario, eps) over a run's seeds."""
+    """Looks up stored cells by (dataset, defense, attack, scenario, eps) over a run's seeds.
 
-    def __init__(self, layout: RunLayout, cells: dict[str, dict[str, Any]]) -> None:
+    Besides a protocol's attack ids, ``attack`` may be :data:`~robench.protocol.layout.WORST` (the
+    worst case over every attack the run evaluated on that model, scenario and eps: a clip counts as
+    robust only if no attack fooled it, from the stored per-sample results) or ``"<attack id>@<stage>"``
+    (an ensemble's accuracy after one of its stages, e.g. ``aa@apgd-t``).
+    """
+
+    def __init__(self, layout: RunLayout, cells: dict[str, dict[str, Any]],
+                 flags: dict[str, list[Flag]] | None = None) -> None:
         self.seeds = layout.seeds
         self.index: dict[tuple[Any, ...], str] = {
             (c.variant, c.defense, c.seed, c.attack, c.scenario, c.eps): c.cell_id for c in layout.cells}
+        self.attacked: dict[tuple[Any, ...], list[str]] = {}
+        for c in layout.cells:
+            if c.attack is not None:
+                self.attacked.setdefault((c.variant, c.defense, c.seed, c.scenario, c.eps), []).append(c.cell_id)
         self.cells = cells
+        self.flags = flags or {}
 
     def value(self, dataset: str, defense: str, attack: str | None, scenario: str, eps: float | None) -> Value:
         """Mean accuracy (percent) over the seeds found; interval and counts pooled over them."""
         key_attack, key_eps = (None, 0.0) if scenario == "clean" else (attack, round(float(eps or 0.0), 12))
+        if key_attack == WORST or (key_attack is not None and "@" in key_attack):
+            return self._combined(dataset, defense, key_attack, scenario, key_eps)
         ids = [self.index[k] for seed in self.seeds
                if (k := (dataset, defense, seed, key_attack, scenario, key_eps)) in self.index]
         found = [self.cells[i] for i in ids if i in self.cells]
         if not found:
             return Value(None, cells=ids)
-        n = sum(c["n"] for c in found)
-        correct = sum(c["correct"] for c in found)
+        return self._value([(c["correct"], c["n"]) for c in found], [c["cell_id"] for c in found])
+
+    def _value(self, counts: list[tuple[int, int]], cell_ids: list[str]) -> Value:
+        n = sum(k for _, k in counts)
+        correct = sum(c for c, _ in counts)
         lo, hi = wilson_interval(correct, n)
-        mean = 100.0 * sum(c["accuracy"] for c in found) / len(found)
-        return Value(mean, n, correct, len(found), (100 * lo, 100 * hi), cells=[c["cell_id"] for c in found])
+        mean = 100.0 * sum(c / k if k else float("nan") for c, k in counts) / len(counts)
+        flags = [f for cid in dict.fromkeys(cell_ids) for f in self.flags.get(cid, [])]
+        return Value(mean, n, correct, len(counts), (100 * lo, 100 * hi), cells=cell_ids, flags=flags)
+
+    def _combined(self, dataset: str, defense: str, attack: str, scenario: str, eps: float) -> Value:
+        """The worst case over the run's attacks, or an ensemble's accuracy after one stage."""
+        counts: list[tuple[int, int]] = []
+        used: list[str] = []
+        for seed in self.seeds:
+            if attack == WORST:
+                ids = [i for i in self.attacked.get((dataset, defense, seed, scenario, eps), []) if i in self.cells]
+                arrays = [unpack_bits(self.cells[i]["per_sample"], self.cells[i]["n"]) for i in ids]
+            else:
+                base, stage = attack.split("@", 1)
+                cid = self.index.get((dataset, defense, seed, base, scenario, eps))
+                if cid is None or cid not in self.cells:
+                    continue
+                raw = self.cells[cid].get("details")
+                if raw is None or stage not in (details := CellDetails.from_json(json.loads(raw))).stages:
+                    continue
+                ids, arrays = [cid], [details.correct_after(stage)]
+            present = [a for a in arrays if a is not None]
+            if not present:
+                continue
+            if len({a.shape for a in present}) != 1:
+                raise RobenchError(f"worst case of {defense} on {dataset}, {scenario}: the attacks evaluated different "
+                                   "numbers of clips, so their per-clip results cannot be combined")
+            robust = np.logical_and.reduce(present)
+            counts.append((int(robust.sum()), int(robust.size)))
+            used += ids
+        if not counts:
+            return Value(None, cells=used)
+        return self._value(counts, used)
 
 
 def _accuracy_block(layout: RunLayout, spec: TableSpec, vid: str, idx: CellIndex) -> Block:
@@ -148,7 +207,8 @@ def _accuracy_block(layout: RunLayout, spec: TableSpec, vid: str, idx: CellIndex
                     vid, col.defense, attack, col.scenario, spec.eps)
         rs = [own[s].value for s in ATTACKED_SCENARIOS]
         row_avg = avg(*rs) if all(x is not None for x in rs) else None  # type: ignore[arg-type]
-        values["Avg"] = Value(row_avg, cells=[c for s in ATTACKED_SCENARIOS for c in own[s].cells])
+        values["Avg"] = Value(row_avg, cells=[c for s in ATTACKED_SCENARIOS for c in own[s].cells],
+                              flags=[f for s in ATTACKED_SCENARIOS for f in own[s].flags])
         values["__clean"] = own["clean"]
         rows.append(Row(r.id, r.label, r.defense, v.defenses[r.defense].type, values,
                         baseline=(r.id == spec.baseline)))
@@ -241,11 +301,29 @@ def build_table(layout: RunLayout, spec: TableSpec, cells: dict[str, dict[str, A
         digits = max((d for _, _, d in built), default=2)
         return Table(layout.name, spec.id, spec.title, spec.kind, [(c, c) for c in col_ids], blocks, list(spec.notes),
                      digits, spec.row_header)
-    idx = CellIndex(layout, cells)
+    idx = CellIndex(layout, cells, run_flags(layout, cells))
     blocks = [_accuracy_block(layout, spec, vid, idx) for vid in spec.datasets]
     columns = [(c.id, c.label) for c in spec.columns]
     notes = list(spec.notes) + [n for b in blocks if (n := threat_note(b, spec.eps, cells))]
+    notes += flag_notes(blocks, dict(columns))
     return Table(layout.name, spec.id, spec.title, "accuracy", columns, blocks, notes, row_header=spec.row_header)
+
+
+def flag_notes(blocks: list[Block], labels: dict[str, str]) -> list[str]:
+    """One note per flagged row and flag: which columns it marks unreliable, what was seen, where to read more."""
+    notes = []
+    for b in blocks:
+        for r in b.rows:
+            seen: dict[str, tuple[Flag, list[str]]] = {}
+            for c, v in r.values.items():
+                for f in v.flags:
+                    entry = seen.setdefault(f.code, (f, []))
+                    if labels.get(c, c) not in entry[1]:
+                        entry[1].append(labels.get(c, c))
+            for code, (f, cols) in seen.items():
+                notes.append(f"⚠ unreliable: {r.label} ({b.label}), {', '.join(cols)}: {f.title} ({f.message}); "
+                             f"see docs/flags.md#{code}")
+    return notes
 
 
 def threat_note(block: Block, eps: float | None, cells: dict[str, dict[str, Any]]) -> str:

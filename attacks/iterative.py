@@ -1,0 +1,162 @@
+"""Signed-gradient ascent with projection: the shared engine of FGSM, PGD and CW (paper Eq. 4 and 7).
+
+Per restart: start at ``x`` (or uniformly inside the ball with ``random_start``), take ``steps``
+steps ``x <- proj(x + step_size * sign(grad loss))`` on all attacked modalities at once, and
+evaluate every iterate. Written for :mod:`robench.attacks.engine`: each sample carries its own
+iteration and restart counters, so the evaluation refills finished samples' slots with new clips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from robench.attacks.base import Bounds, Inputs, _per_modality
+from robench.attacks.engine import EngineAttack, Model, Rows, State, input_gradients
+from robench.attacks.losses import LOSSES
+from robench.hashing import derive_seed
+
+
+def _rows_where(mask: Tensor, new: Tensor, old: Tensor) -> Tensor:
+    """``new`` on the rows where ``mask`` holds, ``old`` elsewhere."""
+    return torch.where(mask.view(-1, *([1] * (new.dim() - 1))), new, old)
+
+
+class IterativeAttack(EngineAttack):
+    """Signed-gradient ascent with projection, evaluated at every iterate.
+
+    With ``early_stop`` (the evaluation default) the clean input is the first candidate, a sample
+    stops being attacked as soon as an iterate misclassifies it, and that iterate is returned: a
+    sample counts as robust only if *no* iterate of *any* restart fools the model, as in AutoAttack.
+    The last iterate of the last restart is not evaluated here: the caller's check of the returned
+    input decides it (the evaluation re-checks every returned point), which saves one forward pass
+    per robust sample. Without ``early_stop`` (adversarial training, Madry et al.), every sample
+    takes all steps and the last iterate of the restart with the highest loss is returned.
+
+    Both modes are per-sample independent only for models whose output for one sample does not
+    depend on the rest of the batch (eval mode, i.e. BatchNorm using running statistics).
+    """
+
+    scaled_params: ClassVar[tuple[str, ...]] = ("step_size",)
+
+    def __init__(
+        self,
+        modalities: Sequence[str],
+        eps: float | Mapping[str, float],
+        step_size: float | Mapping[str, float],
+        steps: int,
+        random_start: bool,
+        restarts: int = 1,
+        loss: str = "ce",
+        early_stop: bool = True,
+        bounds: Bounds | None = None,
+    ) -> None:
+        super().__init__(modalities, eps, bounds)
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        if restarts < 1:
+            raise ValueError(f"restarts must be >= 1, got {restarts}")
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
+        self.step_size = _per_modality(step_size, self.modalities, "step_size")
+        self.steps, self.random_start, self.restarts = int(steps), bool(random_start), int(restarts)
+        self.loss_name, self.loss_fn = loss, LOSSES[loss]
+        self.early_stop = bool(early_stop)
+
+    def _start(self, x: Tensor, m: str, restart: int, sample_seeds: Tensor | None) -> Tensor:
+        """Starting point of a restart: ``x``, or uniform noise in the ball.
+
+        With ``sample_seeds`` (int64 ``[B]``), sample i's noise comes from its own generator seeded
+        by (seed_i, restart, modality), so results do not depend on how samples are batched.
+        """
+        if not self.random_start:
+            return x.clone()
+        if sample_seeds is None:
+            u = torch.rand(x.shape, dtype=x.dtype, device=x.device)
+        else:
+            gen = torch.Generator(device=x.device)
+            u = torch.empty_like(x)
+            for i, seed in enumerate(sample_seeds.tolist()):
+                gen.manual_seed(derive_seed(seed, restart, m))
+                u[i] = torch.rand(x.shape[1:], dtype=x.dtype, device=x.device, generator=gen)
+        return self.project(x + (u * 2 - 1) * self.eps[m], x, m)
+
+    def _step(self, cur: Inputs, grads: dict[str, Tensor], x: Inputs) -> Inputs:
+        return {m: self.project(cur[m] + self.step_size[m] * grads[m].sign(), x[m], m) for m in cur}
+
+    # -- the engine's three methods ----------------------------------------------------------------
+    def begin(self, model: Model, rows: Rows) -> tuple[State, Tensor]:
+        dev = rows.labels.device
+        n = len(rows)
+        state: State = {"it": torch.zeros(n, dtype=torch.int64, device=dev),
+                        "restart": torch.zeros(n, dtype=torch.int64, device=dev)}
+        if all(e == 0 for e in self.eps.values()):  # the ball is one point: the clean input, no gradient needed
+            state.update({f"cur:{m}": t.clone() for m, t in rows.x.items()})
+            return state, torch.ones(n, dtype=torch.bool, device=dev)
+        if self.early_stop:
+            with torch.no_grad():
+                done = model(rows.clean).argmax(1) != rows.labels  # the clean input is candidate zero
+        else:
+            done = torch.zeros(n, dtype=torch.bool, device=dev)
+        for m, t in rows.x.items():  # drawn for every row, so the random draws do not depend on the clean check
+            state[f"cur:{m}"] = _rows_where(done, t, self._start(t, m, 0, rows.seeds))
+        if not self.early_stop and self.restarts > 1:
+            state.update({f"best:{m}": t.clone() for m, t in rows.x.items()})
+            state["best_loss"] = torch.full((n,), float("-inf"), device=dev)
+        return state, done
+
+    def advance(self, model: Model, rows: Rows, state: State) -> Tensor:
+        cur = {m: state[f"cur:{m}"] for m in rows.x}
+        logits, _, grads, zero, missing = input_gradients(model, rows.fixed, cur, self.loss_fn, rows.labels)
+        self.audit.add((state["it"] == 0) & (state["restart"] == 0), zero, missing)
+        if self.early_stop:
+            done = logits.argmax(1) != rows.labels
+        else:
+            done = torch.zeros_like(rows.labels, dtype=torch.bool)
+        stepping = ~done
+        nxt = self._step(cur, grads, rows.x)
+        for m in cur:
+            state[f"cur:{m}"] = _rows_where(stepping, nxt[m], cur[m])
+        state["it"] = state["it"] + stepping.long()
+        end = stepping & (state["it"] == self.steps)
+        if bool(end.any()):
+            done = done | self._end_of_restart(model, rows, state, end)
+        return done
+
+    def _end_of_restart(self, model: Model, rows: Rows, state: State, end: Tensor) -> Tensor:
+        """Rows in ``end`` took their last step of a restart: finish them or start their next restart."""
+        if self.restarts == 1:
+            return end  # the final iterate is returned (and judged by the caller's check)
+        idx = end.nonzero().squeeze(1)
+        sub = rows.take(idx)
+        cur = {m: state[f"cur:{m}"][idx] for m in rows.x}
+        with torch.no_grad():
+            logits = model({**sub.fixed, **cur})
+        finish = torch.zeros_like(end)
+        if self.early_stop:
+            finish[idx[logits.argmax(1) != sub.labels]] = True
+        else:
+            loss = self.loss_fn(logits, sub.labels)
+            better = loss > state["best_loss"][idx]
+            state["best_loss"][idx[better]] = loss[better]
+            for m in cur:
+                state[f"best:{m}"][idx[better]] = cur[m][better]
+        state["restart"][idx] += 1
+        last = end & ~finish & (state["restart"] == self.restarts)
+        if not self.early_stop and bool(last.any()):
+            for m in rows.x:
+                state[f"cur:{m}"][last] = state[f"best:{m}"][last]
+        again = end & ~finish & ~last
+        for r in state["restart"][again].unique().tolist():
+            sel = (again & (state["restart"] == r)).nonzero().squeeze(1)
+            seeds = None if rows.seeds is None else rows.seeds[sel.to(rows.seeds.device)]
+            for m, t in rows.x.items():
+                state[f"cur:{m}"][sel] = self._start(t[sel], m, int(r), seeds)
+            state["it"][sel] = 0
+        return finish | last
+
+    def adversarial(self, rows: Rows, state: State) -> Inputs:
+        return {m: state[f"cur:{m}"] for m in rows.x}
