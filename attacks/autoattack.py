@@ -7,10 +7,9 @@ in the rescaled coordinates ``u_m = delta_m / eps_m`` (REFERENCE.md section 7), 
 Versions:
 
 * ``standard``: APGD-CE (``steps`` iterations, 1 restart), APGD-T (``targets`` target classes of
-  ``steps`` iterations), Square (``queries`` queries). A member attacks only the clips every member
-  before it left correctly classified, and every returned point is re-checked by the evaluation.
-  The reference's third member, FAB-T (minimum-norm, targeted), is not implemented yet: asking for
-  ``fab-t`` is refused with a clear error (see ``docs/flags.md``, "What AutoAttack here does not run").
+  ``steps`` iterations), FAB-T (``targets`` targets of ``steps`` iterations), Square (``queries``
+  queries). A member attacks only the clips every member before it left correctly classified, and
+  every returned point is re-checked by the evaluation.
 * ``rand`` (randomised defenses): APGD-CE and APGD-DLR with ``eot_iter`` (20) gradient samples per step.
 
 ``members`` picks a subset, in the version's order. The evaluation stores, per clip, which member
@@ -19,7 +18,7 @@ fooled it, and reports the robust accuracy after each member.
 Example::
 
     from robench.attacks import AutoAttack
-    aa = AutoAttack(modalities=["rgb", "skeleton"], eps=8 / 255, version="standard")
+    aa = AutoAttack(modalities=["rgb", "skeleton"], eps=8 / 255, version="standard")  # APGD-CE, APGD-T, FAB-T, Square
     adv = aa(model.eval(), inputs, labels)
 """
 
@@ -33,15 +32,14 @@ from torch import Tensor
 from robench.attacks.apgd import APGD
 from robench.attacks.apgd_t import APGDT
 from robench.attacks.base import Attack, Bounds, Inputs
+from robench.attacks.fab_t import FABT
 from robench.attacks.square import Square
 from robench.registry import register_attack
 
 VERSIONS: dict[str, tuple[str, ...]] = {
-    "standard": ("apgd-ce", "apgd-t", "square"),
+    "standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
     "rand": ("apgd-ce", "apgd-dlr"),
 }
-#: members of the reference that robench does not run yet, and why
-NOT_IMPLEMENTED = {"fab-t": "FAB-T (targeted minimum-norm attack) is not implemented in robench yet"}
 
 
 @register_attack("autoattack")
@@ -53,8 +51,8 @@ class AutoAttack(Attack):
         eps: L-inf radius, per modality or shared (RGB in [0, 1] units, skeleton in metres).
         version: "standard" or "rand" (randomised defenses: EOT gradients).
         members: the members to run, a subset of the version's (default: all), run in the version's order.
-        steps: iterations of APGD-CE, APGD-DLR and of each APGD-T target (standard: 100).
-        targets: APGD-T's target classes (standard: 9).
+        steps: iterations of APGD-CE, APGD-DLR and of each APGD-T and FAB-T target (standard: 100).
+        targets: APGD-T's and FAB-T's target classes (standard: 9).
         queries: Square's queries (standard: 5000).
         eot_iter: gradient samples per step in the ``rand`` version (20).
         bounds: valid range per modality.
@@ -70,8 +68,6 @@ class AutoAttack(Attack):
             raise ValueError(f"version must be one of {sorted(VERSIONS)}, got {version!r}")
         chosen = list(VERSIONS[version]) if members is None else list(members)
         for name in chosen:
-            if name in NOT_IMPLEMENTED:
-                raise ValueError(f"member {name!r}: {NOT_IMPLEMENTED[name]}; choose from {list(VERSIONS[version])}")
             if name not in VERSIONS[version]:
                 raise ValueError(f"member {name!r} is not part of AutoAttack's {version!r} version; choose from "
                                  f"{list(VERSIONS[version])}")
@@ -85,6 +81,7 @@ class AutoAttack(Attack):
             "apgd-ce": lambda: APGD(steps=steps, loss="ce", eot_iter=eot, **common),
             "apgd-dlr": lambda: APGD(steps=steps, loss="dlr", eot_iter=eot, **common),
             "apgd-t": lambda: APGDT(steps=steps, targets=targets, **common),
+            "fab-t": lambda: FABT(steps=steps, targets=targets, **common),
             "square": lambda: Square(queries=queries, **common),
         }
         self._stages = [(name, build[name]()) for name in self.members]

@@ -189,6 +189,10 @@ class EngineAttack(Attack):
     def adversarial(self, rows: Rows, state: State) -> Inputs:
         """The attacked modalities' adversarial values of (finished) ``rows``."""
 
+    def row_metrics(self, rows: Rows, state: State) -> dict[str, Tensor]:
+        """Per-row numbers the evaluation stores with the cell (float ``[B]`` each; e.g. FAB's budget factor)."""
+        return {}
+
     def perturb(self, model: Model, inputs: Inputs, labels: Tensor, sample_seeds: Tensor | None = None) -> Inputs:
         rows = make_rows(inputs, labels, self.modalities, sample_seeds)
         adv = {m: t.clone() for m, t in rows.x.items()}
@@ -218,6 +222,7 @@ class Finished:
     rows: Rows
     adversarial: Inputs
     untouched: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.bool))
+    metrics: dict[str, Tensor] = field(default_factory=dict)
 
 
 def run_engine(attack: EngineAttack, model: Model, chunks: Iterable[Rows], capacity: int) -> Iterator[Finished]:
@@ -246,7 +251,7 @@ def run_engine(attack: EngineAttack, model: Model, chunks: Iterable[Rows], capac
                 if bool(done.any()):
                     rows, st = chunk.take(done), take_state(state, done)
                     yield Finished(rows, {**rows.fixed, **attack.adversarial(rows, st)},
-                                   torch.ones(len(rows), dtype=torch.bool))
+                                   torch.ones(len(rows), dtype=torch.bool), attack.row_metrics(rows, st))
                 if bool(done.all()):
                     continue
                 keep = ~done
@@ -267,6 +272,6 @@ def run_engine(attack: EngineAttack, model: Model, chunks: Iterable[Rows], capac
         if bool(done.any()):
             fin_rows, fin_state = rows.take(done), take_state(state, done)
             yield Finished(fin_rows, {**fin_rows.fixed, **attack.adversarial(fin_rows, fin_state)},
-                           torch.zeros(len(fin_rows), dtype=torch.bool))
+                           torch.zeros(len(fin_rows), dtype=torch.bool), attack.row_metrics(fin_rows, fin_state))
             keep = ~done
             active = (rows.take(keep), take_state(state, keep)) if bool(keep.any()) else None

@@ -28,6 +28,7 @@ from robench.attacks.base import Attack, check_adversarial
 from robench.attacks.engine import EngineAttack, Finished, GradientAudit, Model, Rows, make_rows, run_engine
 from robench.data.base import ClipDataset, batch_indices, to_model_inputs
 from robench.hashing import derive_seed
+from robench.models.bpda import backward_approximation
 from robench.models.two_stream import TwoStreamModel
 from robench.plan import Cell
 from robench.progress import Progress
@@ -54,6 +55,8 @@ class CellDetails:
     gradients: GradientAudit = field(default_factory=GradientAudit)
     model: ModelChecks | None = None
     gradient_free: list[bool] = field(default_factory=list)  # per stage: reads only outputs (Square)
+    #: per-clip numbers a stage reports, keyed "<stage>/<name>" (e.g. FAB-T's budget factor; NaN = not reached)
+    metrics: dict[str, np.ndarray] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The store's ``details`` column (``broken_by`` as base64 of int8)."""
@@ -61,14 +64,18 @@ class CellDetails:
                 "broken_by": base64.b64encode(self.broken_by.astype(np.int8).tobytes()).decode(),
                 "gradients": dataclasses.asdict(self.gradients),
                 "model": dataclasses.asdict(self.model) if self.model is not None else None,
-                "gradient_free": list(self.gradient_free)}
+                "gradient_free": list(self.gradient_free),
+                "metrics": {k: [None if not np.isfinite(x) else round(float(x), 5) for x in v]
+                            for k, v in self.metrics.items()}}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CellDetails:
         broken = np.frombuffer(base64.b64decode(data["broken_by"]), dtype=np.int8).copy()
         model = ModelChecks(**data["model"]) if data.get("model") is not None else None
+        metrics = {k: np.array([np.inf if x is None else x for x in v], dtype=np.float64)
+                   for k, v in (data.get("metrics") or {}).items()}
         return cls(list(data["stages"]), broken, GradientAudit(**data["gradients"]), model,
-                   [bool(x) for x in data.get("gradient_free", [])])
+                   [bool(x) for x in data.get("gradient_free", [])], metrics)
 
     def correct_after(self, stage: str) -> np.ndarray:
         """Per-clip robustness after the stages up to and including ``stage`` (bool ``[n]``)."""
@@ -136,19 +143,29 @@ def _finished(stage: Attack, model: Model, chunks: Iterator[Rows], capacity: int
         yield Finished(rows, adv, torch.zeros(len(rows), dtype=torch.bool))
 
 
-def _judge(model: Model, stage: Attack, label: str, group: list[Finished]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Check and re-classify finished rows: ``(positions, correct, untouched)``."""
+@dataclass
+class _Judged:
+    """A group of finished rows after the check and the re-classification."""
+
+    pos: np.ndarray
+    correct: np.ndarray
+    untouched: np.ndarray
+    metrics: dict[str, np.ndarray]
+
+
+def _judge(model: Model, stage: Attack, label: str, group: list[Finished]) -> _Judged:
+    """Check and re-classify finished rows."""
     rows = Rows.cat([f.rows for f in group])
     adv = {m: torch.cat([f.adversarial[m] for f in group]) for m in group[0].adversarial}
     check_adversarial(rows.clean, adv, stage.eps, stage.bounds, attack=label)
     with torch.no_grad():
         correct = model(adv).argmax(1) == rows.labels
     untouched = torch.cat([f.untouched for f in group])
-    return rows.pos.cpu().numpy(), correct.cpu().numpy(), untouched.cpu().numpy()
+    metrics = {k: torch.cat([f.metrics[k] for f in group]).double().cpu().numpy() for k in group[0].metrics}
+    return _Judged(rows.pos.cpu().numpy(), correct.cpu().numpy(), untouched.cpu().numpy(), metrics)
 
 
-def _run_stage(model: Model, stage: Attack, label: str, chunks: Iterator[Rows], capacity: int
-               ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _run_stage(model: Model, stage: Attack, label: str, chunks: Iterator[Rows], capacity: int) -> Iterator[_Judged]:
     """Attack every row of ``chunks`` with ``stage``; yields judged groups of about ``capacity`` rows."""
     group: list[Finished] = []
     size = 0
@@ -179,7 +196,7 @@ def evaluate_cell(model: TwoStreamModel, dataset: ClipDataset, cell: Cell, devic
     details = CellDetails([name for name, _ in stages], np.full(n, ROBUST, dtype=np.int8),
                           gradient_free=[type(stage).gradient_free for _, stage in stages])
     remaining = np.arange(n)
-    with runtime.autocast(device):
+    with runtime.autocast(device), backward_approximation(model, cfg.bpda):
         if n:
             first = next(_chunks(model, dataset, indices, remaining[: cfg.batch_size], (), cfg, device, runtime))
             details.model = model_checks(model, first.clean)
@@ -189,10 +206,12 @@ def evaluate_cell(model: TwoStreamModel, dataset: ClipDataset, cell: Cell, devic
             chunks = _chunks(model, dataset, indices, remaining, stage.modalities, cfg, device, runtime)
             still = np.zeros(n, dtype=bool)
             with progress.task(f"{label or cell.scenario} {name}", int(remaining.size)) as bar:
-                for pos, correct, untouched in _run_stage(model, stage, name, chunks, cfg.batch_size):
-                    details.broken_by[pos[~correct]] = np.where(untouched[~correct], CLEAN, k)
-                    still[pos[correct]] = True
-                    bar.advance(len(pos), acc=float((details.broken_by == ROBUST).mean()))
+                for j in _run_stage(model, stage, name, chunks, cfg.batch_size):
+                    details.broken_by[j.pos[~j.correct]] = np.where(j.untouched[~j.correct], CLEAN, k)
+                    still[j.pos[j.correct]] = True
+                    for key, values in j.metrics.items():
+                        details.metrics.setdefault(f"{name}/{key}", np.full(n, np.nan))[j.pos] = values
+                    bar.advance(len(j.pos), acc=float((details.broken_by == ROBUST).mean()))
             remaining = np.flatnonzero(still)
             if isinstance(stage, EngineAttack):
                 audit = stage.audit

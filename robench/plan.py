@@ -239,7 +239,10 @@ def _add_job(models: dict[str, ModelJob], row: _Row, defense: Component, seed: i
 def _cells_for(model_id: str, variant: Variant, backbones: dict[str, Component], seed: int, precision: Precision
                ) -> Iterable[tuple[tuple[str | None, str, float], Cell]]:
     ev = variant.evaluation
-    ev_spec = {"split": ev.split, "max_samples": ev.max_samples, "seed": ev.seed}
+    ev_spec: dict[str, Any] = {"split": ev.split, "max_samples": ev.max_samples, "seed": ev.seed}
+    # BPDA changes only attacks' gradients: part of attacked cells' ids when on (and only then, so the ids of
+    # exact-gradient cells stay as they were), never of clean cells'
+    attacked_ev_spec = {**ev_spec, "bpda": ev.bpda} if ev.bpda != "off" else ev_spec
     for scenario in variant.scenarios:
         attacked = SCENARIOS[scenario]
         if any(m not in backbones for m in attacked):
@@ -255,7 +258,7 @@ def _cells_for(model_id: str, variant: Variant, backbones: dict[str, Component],
                 params = variant.threat.attack_kwargs(entry.attack, attacked, eps)
                 attack_identity = component_identity(ATTACKS, Component(entry.attack.type, params))
                 spec = {"format": CELL_FORMAT, "model": model_id, "scenario": scenario, "attack": attack_identity,
-                        "evaluation": ev_spec, "precision": precision.identity()}
+                        "evaluation": attacked_ev_spec, "precision": precision.identity()}
                 yield (aid, scenario, round(eps, 12)), Cell(
                     content_hash(spec), model_id, variant.id, scenario, aid, entry.attack.type, params, eps, seed, ev,
                     spec)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from robench.attacks import APGD, APGDT, PGD, AutoAttack, Square
+from robench.attacks import APGD, APGDT, FABT, PGD, AutoAttack, Square
 from robench.attacks.apgd import checkpoint_schedule
 from robench.attacks.engine import make_rows, row_uniform, run_engine
 from robench.attacks.losses import dlr_loss, dlr_targeted_loss
@@ -223,7 +223,8 @@ def test_autoattack_finds_the_linear_worst_case() -> None:
     lambda: APGD(["rgb", "skeleton"], 4 / 255, steps=12, restarts=2),
     lambda: APGDT(["skeleton"], 0.01, steps=6, targets=3),
     lambda: Square(["rgb", "skeleton"], 4 / 255, queries=30),
-], ids=["pgd", "apgd", "apgd_t", "square"])
+    lambda: FABT(["rgb", "skeleton"], 4 / 255, steps=8, targets=2),
+], ids=["pgd", "apgd", "apgd_t", "square", "fab_t"])
 def test_refilled_engine_equals_attacking_each_clip_alone(make) -> None:
     """Rows entering a refilled active batch of 3 get exactly the result they get alone."""
     model = Linear(4, seed=5)
@@ -280,5 +281,33 @@ def test_no_flag_on_an_ordinary_model() -> None:
     assert aa.gradients.zero == 0 and aa.model is not None and not aa.model.random_forward
     assert CLEAN not in set(aa.broken_by.tolist())  # the labels are the model's own clean predictions
     back = CellDetails.from_json(json.loads(json.dumps(aa.to_json())))
-    assert np.array_equal(back.broken_by, aa.broken_by) and back.stages == ["apgd-ce", "apgd-t", "square"]
+    assert np.array_equal(back.broken_by, aa.broken_by) and back.stages == ["apgd-ce", "apgd-t", "fab-t", "square"]
     assert back.accuracy_after() == sorted(back.accuracy_after(), reverse=True)
+
+
+def test_fab_t_finds_the_linear_minimal_budget() -> None:
+    """On a linear model (skeleton only, no box) FAB-T's budget factor converges to the analytic minimum over
+    its targets, ``min_t margin_t / (eps * ||w_y - w_t||_1)``, and a clip counts as broken exactly when it is <= 1."""
+    model = Linear(4, seed=8)
+    inputs, _ = data(16)
+    labels = fit_labels(model, inputs)
+    eps = 0.01
+    with torch.no_grad():
+        logits = model(inputs)
+    order = logits.argsort(1, descending=True)
+    analytic = torch.full((16,), float("inf"))
+    for k in (1, 2, 3):
+        t = order[:, k]
+        dw = model.w["skeleton"][:, labels].T - model.w["skeleton"][:, t].T
+        margin = logits.gather(1, labels[:, None]).squeeze(1) - logits.gather(1, t[:, None]).squeeze(1)
+        analytic = torch.minimum(analytic, margin / (eps * dw.abs().sum(1)))
+    atk = FABT(["skeleton"], eps, steps=40, targets=3, early_stop=False)
+    rows = make_rows(inputs, labels, ["skeleton"], torch.arange(16, dtype=torch.int64))
+    kappa = torch.empty(16)
+    adv = {"skeleton": torch.empty_like(inputs["skeleton"])}
+    for fin in run_engine(atk, model, [rows], capacity=16):
+        adv["skeleton"][fin.rows.pos] = fin.adversarial["skeleton"]
+        kappa[fin.rows.pos] = fin.metrics["budget_factor"]
+    assert torch.allclose(kappa, analytic, rtol=0.03), (kappa, analytic)
+    fooled = ~predict(model, {"rgb": inputs["rgb"], **adv}, labels)
+    assert torch.equal(fooled, analytic <= 1.0)

@@ -128,3 +128,25 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     path = store_with_schema(tmp_path / "r.sqlite", 99)
     with pytest.raises(StoreError, match="newer"):
         ResultsStore(path)
+
+
+def test_schema_1_store_gains_the_details_column_and_keeps_its_rows(tmp_path: Path) -> None:
+    """A store written before schema 2 (no ``details``) is migrated on opening; nothing is lost."""
+    from robench.store import SCHEMA_VERSION, ResultsStore
+
+    path = tmp_path / "old.sqlite"
+    ResultsStore(path)
+    con = sqlite3.connect(path)
+    con.execute("ALTER TABLE results DROP COLUMN details")
+    con.execute("INSERT INTO results (cell_id, model_id, protocol, dataset, dataset_params, defense, defense_params, "
+                "scenario, eps, n, correct, accuracy, seed, duration_s, created_at, spec) VALUES "
+                "('c1', 'm', 'p', 'synthetic', '{}', 'none', '{}', 'clean', 0, 4, 3, 0.75, 0, 1.0, 'now', '{}')")
+    con.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
+    con.commit()
+    con.close()
+    store = ResultsStore(path)
+    cell = store.cells()["c1"]
+    assert cell["accuracy"] == 0.75 and cell["details"] is None
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+    con.close()

@@ -144,12 +144,15 @@ class EvaluationConfig:
         max_samples: evaluate a fixed, seeded random subset of this size (null = the whole split).
         batch_size: clips per attack batch (a speed knob: results do not depend on it).
         seed: seed of the subset and of the attacks' random starts.
+        bpda: the attacks' gradient through layers that offer a backward approximation
+            (:mod:`robench.models.bpda`, e.g. ExFMem's memory): "off" (exact), "identity" or "linear".
     """
 
     split: str = "test"
     max_samples: int | None = None
     batch_size: int = 32
     seed: int = 0
+    bpda: Literal["off", "identity", "linear"] = "off"
 
 
 @dataclass
