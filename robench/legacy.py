@@ -36,6 +36,8 @@ from robench.store import CellRow, ResultsStore, unpack_bits
 from robench.train.cache import ModelCache
 
 LEGACY_FORMAT = 1
+#: the attacks format 1 knew (None: clean cells)
+FORMAT1_ATTACKS = (None, "fgsm", "pgd", "cw")
 
 #: built-ins that gained parameters after format 1, where those parameters at these values run exactly the
 #: code format 1 ran: ``{(kind, name): (version, {parameter: value})}``. Format-1 ids never contained them.
@@ -160,6 +162,8 @@ def legacy_ids(plan: Plan) -> tuple[dict[str, str], dict[str, str]]:
         models[job.id] = _legacy_model_id(job, models[job.base] if job.base else None)
     cells: dict[str, str] = {}
     for cell in plan.cells.values():
+        if cell.attack_type not in FORMAT1_ATTACKS:
+            continue  # an attack format 1 did not have: nothing of it can be stored under a format-1 id
         ev = cell.spec["evaluation"]
         attack = None if cell.attack_type is None else {"type": cell.attack_type, "params": _legacy_attack_params(cell)}
         spec = {"format": LEGACY_FORMAT, "model": models[cell.model_id], "scenario": cell.scenario, "attack": attack,
