@@ -25,17 +25,19 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from robench.data.base import MODALITIES, batch_indices
 from robench.defenses.base import Defense, Inputs, LossOutput
 from robench.defenses.minsim import MinSim
 from robench.hashing import derive_seed
+from robench.models.bpda import BackwardApproximable
 from robench.models.two_stream import TwoStreamModel
 from robench.registry import register_defense
 from robench.train.context import TrainContext
 
-ATTACK_NOTE = ("attacked end to end: gradients flow through the unrolled ISTA iterations (no detach, no BPDA); "
+ATTACK_NOTE = ("attacked end to end by default: gradients flow through the unrolled ISTA iterations (no detach); "
+               "'evaluation: {bpda: identity | linear}' attacks it with BPDA instead (robench.models.bpda); "
                "the attack loss is the attack's own (cross-entropy for FGSM and PGD, CW margin for CW)")
 
 
@@ -76,11 +78,21 @@ def ista(f: Tensor, bank: Tensor, lam: float, step: float | Tensor, tol: float, 
     return h, iterations
 
 
-class FeatureMemory(nn.Module):
+#: unrolled steps of the ``linear`` backward approximation (a truncated Neumann series of the lasso's local map)
+LINEAR_BACKWARD_STEPS = 20
+
+
+class FeatureMemory(BackwardApproximable):
     """Replaces a pooled feature f by ``blend * D h + (1 - blend) * f`` with h = ISTA code of f over D.
 
     Until a bank is set (:meth:`set_bank`) it is the identity. The bank and the ISTA step are
     buffers, saved in and restored from checkpoints (the bank takes the saved size).
+
+    For adaptive attacks (:mod:`robench.models.bpda`), the forward pass stays exact and the backward is:
+    ``off``, through every ISTA iteration; ``identity``, the identity (Athalye et al. 2018); ``linear``,
+    through the lasso solution's linear map on the converged code's support S,
+    ``dh_S = (D_S^T D_S)^-1 D_S^T df``, by ``LINEAR_BACKWARD_STEPS`` unrolled ISTA steps restricted to S
+    from the converged code.
     """
 
     def __init__(self, dim: int, blend: float, lam: float, tol: float, max_iter: int) -> None:
@@ -110,8 +122,20 @@ class FeatureMemory(nn.Module):
     def forward(self, f: Tensor) -> Tensor:
         if not self.ready:
             return f
-        h, _ = self.codes(f)
-        return self.blend * (h @ self.bank.T) + (1.0 - self.blend) * f
+        if self.bpda == "off":
+            h, _ = self.codes(f)
+            return self.blend * (h @ self.bank.T) + (1.0 - self.blend) * f
+        with torch.no_grad():
+            h, _ = self.codes(f)
+            exact = self.blend * (h @ self.bank.T) + (1.0 - self.blend) * f
+        if self.bpda == "identity":
+            return f + (exact - f).detach()
+        support = (h != 0).to(h.dtype)
+        lin = h
+        for _ in range(LINEAR_BACKWARD_STEPS):  # affine in f on the support: its Jacobian is the lasso's
+            lin = support * (lin - self.step * (lin @ self.gram - f @ self.bank))
+        approx = self.blend * (lin @ self.bank.T) + (1.0 - self.blend) * f
+        return approx + (exact - approx).detach()
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         saved = state_dict.get(prefix + "bank")
