@@ -105,10 +105,11 @@ class GradientAudit:
 
 
 def input_gradients(model: Model, fixed: Inputs, cur: Inputs, loss_fn: Callable[[Tensor, Tensor], Tensor],
-                    target: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor], Tensor, bool]:
+                    target: Tensor, audit: bool = True) -> tuple[Tensor, Tensor, dict[str, Tensor], Tensor, bool]:
     """One forward+backward: ``(logits, per-sample loss, gradient per attacked modality, zero, missing)``.
 
-    ``zero`` (bool ``[B]``) marks samples whose gradient is identically zero on every modality;
+    ``zero`` (bool ``[B]``) marks samples whose gradient is identically zero on every modality (all False
+    without ``audit``, which skips that reduction when no row needs it);
     ``missing`` is True when autograd returned no gradient for some modality (then its entry is
     zeros and the caller must count it, see :class:`GradientAudit`).
     """
@@ -119,9 +120,10 @@ def input_gradients(model: Model, fixed: Inputs, cur: Inputs, loss_fn: Callable[
         grads = torch.autograd.grad(loss.sum(), list(leaves.values()), allow_unused=True)
     missing = any(g is None for g in grads)
     out = {m: (g.detach() if g is not None else torch.zeros_like(leaves[m])) for m, g in zip(leaves, grads)}
-    zero = torch.ones(logits.shape[0], dtype=torch.bool, device=logits.device)
-    for g in out.values():
-        zero &= g.flatten(1).abs().amax(1) == 0
+    zero = torch.full((logits.shape[0],), audit, dtype=torch.bool, device=logits.device)
+    if audit:
+        for g in out.values():
+            zero &= g.flatten(1).abs().amax(1) == 0
     return logits.detach(), loss.detach(), out, zero, missing
 
 

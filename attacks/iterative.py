@@ -110,16 +110,19 @@ class IterativeAttack(EngineAttack):
 
     def advance(self, model: Model, rows: Rows, state: State) -> Tensor:
         cur = {m: state[f"cur:{m}"] for m in rows.x}
-        logits, _, grads, zero, missing = input_gradients(model, rows.fixed, cur, self.loss_fn, rows.labels)
-        self.audit.add((state["it"] == 0) & (state["restart"] == 0), zero, missing)
+        first = (state["it"] == 0) & (state["restart"] == 0)
+        logits, _, grads, zero, missing = input_gradients(model, rows.fixed, cur, self.loss_fn, rows.labels,
+                                                          audit=bool(first.any()))
+        self.audit.add(first, zero, missing)
         if self.early_stop:
             done = logits.argmax(1) != rows.labels
         else:
             done = torch.zeros_like(rows.labels, dtype=torch.bool)
         stepping = ~done
         nxt = self._step(cur, grads, rows.x)
+        every = bool(stepping.all())
         for m in cur:
-            state[f"cur:{m}"] = _rows_where(stepping, nxt[m], cur[m])
+            state[f"cur:{m}"] = nxt[m] if every else _rows_where(stepping, nxt[m], cur[m])
         state["it"] = state["it"] + stepping.long()
         end = stepping & (state["it"] == self.steps)
         if bool(end.any()):

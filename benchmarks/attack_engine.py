@@ -1,9 +1,10 @@
 """What an attacked cell costs against its floor, with and without the refilled active batch.
 
 The floor of an attack of k gradient steps is k forward+backward passes of every evaluated clip in
-full batches (measured here, once per model, as the mean of three timed passes over the evaluation
-set). For each model of the quickstart (the undefended one and AT with XRS; trained by robench,
-or loaded from the cache) and both modalities attacked at eps 8/255, this times a whole cell:
+full batches, measured here by one timed pass over the evaluation set just before and one just after
+each cell (their mean: the machine's speed drifts). For each model of the quickstart (the undefended
+one and AT with XRS; trained by robench, or loaded from the cache) and both modalities attacked at
+eps 8/255, this times a whole cell:
 
 * final-iterate PGD-20 (``early_stop: false``: every clip takes every step);
 * early-stop PGD-20, the evaluation default, through the engine's refilled batch and, for
@@ -36,6 +37,8 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=160, help="evaluated clips (max_samples)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--rows", default="final,refilled,shrinking,apgd",
+                        help="which cells to time (comma-separated): final, refilled, shrinking, apgd")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -88,7 +91,6 @@ def bench_model(job, plan, runner, protocol, threat, device, progress, args) -> 
         return time.perf_counter() - t0
 
     one_pass()  # warm-up
-    t_pass = sum(one_pass() for _ in range(3)) / 3
 
     def cell(attack: str, **params: object) -> tuple[float, float]:
         kwargs = threat.attack_kwargs(dataclasses.replace(protocol.variants[job.variant].attacks["pgd"].attack,
@@ -114,12 +116,17 @@ def bench_model(job, plan, runner, protocol, threat, device, progress, args) -> 
         return time.perf_counter() - t0, 100 * correct / len(indices)
 
     label = job.defense.type
-    for name, (secs, acc), floor in [
-        ("PGD-20 final iterate", cell("pgd", steps=20, step_size=2 / 255, early_stop=False), 20 * t_pass),
-        ("PGD-20 early stop, refilled", cell("pgd", steps=20, step_size=2 / 255), 20 * t_pass),
-        ("PGD-20 early stop, batch by batch", shrinking(20), 20 * t_pass),
-        ("APGD-100 (no early stop)", cell("apgd", steps=100, early_stop=False), 101 * t_pass),
-    ]:
+    rows = {
+        "final": ("PGD-20 final iterate", lambda: cell("pgd", steps=20, step_size=2 / 255, early_stop=False), 20),
+        "refilled": ("PGD-20 early stop, refilled", lambda: cell("pgd", steps=20, step_size=2 / 255), 20),
+        "shrinking": ("PGD-20 early stop, batch by batch", lambda: shrinking(20), 20),
+        "apgd": ("APGD-100 (no early stop)", lambda: cell("apgd", steps=100, early_stop=False), 101),
+    }
+    for key in args.rows.split(","):
+        name, run, passes = rows[key]
+        before = one_pass()
+        secs, acc = run()
+        floor = passes * (before + one_pass()) / 2  # bracketed: the machine's speed drifts between cells
         print(f"{label:<14} {name:<34} {secs:8.1f} {floor:8.1f} {secs / floor:6.2f} {acc:6.2f}", flush=True)
 
 
