@@ -37,9 +37,18 @@ import torch
 from torch import Tensor
 
 from robench.attacks.base import Bounds, Inputs
-from robench.attacks.engine import EngineAttack, Model, Rows, State, input_gradients
+from robench.attacks.engine import (
+    EngineAttack,
+    Model,
+    Rows,
+    State,
+    clean_check,
+    input_gradients,
+    per_row,
+    rows_where,
+    seeded_rand,
+)
 from robench.attacks.losses import ce_loss, dlr_loss
-from robench.hashing import derive_seed
 from robench.registry import register_attack
 
 
@@ -59,10 +68,6 @@ def checkpoint_schedule(steps: int) -> list[tuple[int, int]]:
         k = max(k - decrease, k_min)
         i += k
     return out
-
-
-def _bcast(v: Tensor, like: Tensor) -> Tensor:
-    return v.view(-1, *([1] * (like.dim() - 1)))
 
 
 @register_attack("apgd")
@@ -116,54 +121,46 @@ class APGD(EngineAttack):
     # -- the engine's three methods ------------------------------------------------------------------
     def begin(self, model: Model, rows: Rows) -> tuple[State, Tensor]:
         n, dev = len(rows), rows.labels.device
-        with torch.no_grad():
-            logits = model(rows.clean)
-        done = logits.argmax(1) != rows.labels
+        logits, done = clean_check(model, rows)
         if all(e == 0 for e in self.eps.values()):
             done = torch.ones(n, dtype=torch.bool, device=dev)
         state: State = {"run": torch.zeros(n, dtype=torch.int64, device=dev),
-                        "targets": self.run_targets(logits.detach())}
-        state["fooled"] = torch.zeros(n, dtype=torch.bool, device=dev)
+                        "targets": self.run_targets(logits.detach()),
+                        "fooled": torch.zeros(n, dtype=torch.bool, device=dev),
+                        "reduced": torch.ones(n, dtype=torch.bool, device=dev)}
+        for key in ("i", "incr"):
+            state[key] = torch.zeros(n, dtype=torch.int64, device=dev)
+        for key in ("eta", "loss_best", "loss_prev", "loss_ckpt"):
+            state[key] = torch.zeros(n, device=dev)
         for m, t in rows.x.items():
-            state[f"adv:{m}"] = t.clone()
+            for key in ("adv", "x", "old", "best"):
+                state[f"{key}:{m}"] = t.clone()
+            for key in ("g", "gbest"):
+                state[f"{key}:{m}"] = torch.zeros_like(t)
         self._start(rows, state, torch.ones(n, dtype=torch.bool, device=dev))
         return state, done
 
     def _start(self, rows: Rows, state: State, sel: Tensor) -> None:
         """(Re)initialise the rows in ``sel`` for their current run: random start, fresh schedule."""
-        n, dev = len(rows), rows.labels.device
         idx = sel.nonzero().squeeze(1)
         draws = {}
         for m, t in rows.x.items():
             if rows.seeds is None:
-                draws[m] = torch.rand(t[idx].shape, dtype=t.dtype, device=dev) * 2 - 1
+                u = torch.rand(t[idx].shape, dtype=t.dtype, device=t.device)
             else:
-                u = torch.empty_like(t[idx])
-                gen = torch.Generator(device=t.device)
-                for j, (seed, run) in enumerate(zip(rows.seeds[idx.cpu()].tolist(), state["run"][idx].tolist())):
-                    gen.manual_seed(derive_seed(seed, self.seed_tag, run, m))
-                    u[j] = torch.rand(t.shape[1:], dtype=t.dtype, device=t.device, generator=gen)
-                draws[m] = u * 2 - 1
+                keys = [(self.seed_tag, run, m) for run in state["run"][idx].tolist()]
+                u = seeded_rand(t[idx], rows.seeds[idx.cpu()].tolist(), keys)
+            draws[m] = u * 2 - 1
         norm = torch.stack([d.flatten(1).abs().amax(1) for d in draws.values()]).amax(0) + 1e-12
         for m, t in rows.x.items():
-            start = self.project(t[idx] + self.eps[m] * draws[m] / _bcast(norm, draws[m]), t[idx], m)
+            start = self.project(t[idx] + self.eps[m] * draws[m] / per_row(norm, draws[m]), t[idx], m)
             for key in ("x", "old", "best"):
-                if f"{key}:{m}" not in state:
-                    state[f"{key}:{m}"] = t.clone()
                 state[f"{key}:{m}"][idx] = start
-            for key in ("g", "gbest"):
-                if f"{key}:{m}" not in state:
-                    state[f"{key}:{m}"] = torch.zeros_like(t)
-        for key, value in (("i", -1), ("incr", 0)):
-            if key not in state:
-                state[key] = torch.zeros(n, dtype=torch.int64, device=dev)
-            state[key][idx] = value
-        for key, fvalue in (("eta", 2.0), ("loss_best", 0.0), ("loss_prev", 0.0), ("loss_ckpt", 0.0)):
-            if key not in state:
-                state[key] = torch.zeros(n, device=dev)
-            state[key][idx] = fvalue
-        if "reduced" not in state:
-            state["reduced"] = torch.ones(n, dtype=torch.bool, device=dev)
+        state["i"][idx] = -1
+        state["incr"][idx] = 0
+        state["eta"][idx] = 2.0
+        for key in ("loss_best", "loss_prev", "loss_ckpt"):
+            state[key][idx] = 0.0
         state["reduced"][idx] = True
 
     def advance(self, model: Model, rows: Rows, state: State) -> Tensor:
@@ -175,10 +172,10 @@ class APGD(EngineAttack):
             a = torch.where(i > 0, 0.75, 1.0).to(state["eta"].dtype)
             for m in mods:
                 x, old, g = state[f"x:{m}"], state[f"old:{m}"], state[f"g:{m}"]
-                z = self.project(x + _bcast(state["eta"] * self.eps[m], x) * g.sign(), rows.x[m], m)
-                z = self.project(x + _bcast(a, x) * (z - x) + _bcast(1 - a, x) * (x - old), rows.x[m], m)
-                state[f"old:{m}"] = torch.where(_bcast(moving, x), x, old)
-                state[f"x:{m}"] = torch.where(_bcast(moving, x), z, x)
+                z = self.project(x + per_row(state["eta"] * self.eps[m], x) * g.sign(), rows.x[m], m)
+                z = self.project(x + per_row(a, x) * (z - x) + per_row(1 - a, x) * (x - old), rows.x[m], m)
+                state[f"old:{m}"] = rows_where(moving, x, old)
+                state[f"x:{m}"] = rows_where(moving, z, x)
         cur = {m: state[f"x:{m}"] for m in mods}
         targets = state["targets"].gather(1, state["run"].clamp(max=state["targets"].shape[1] - 1)[:, None]).squeeze(1)
 
@@ -196,22 +193,22 @@ class APGD(EngineAttack):
         fooled = logits.argmax(1) != rows.labels
         state["fooled"] = state["fooled"] | fooled
         for m in mods:
-            state[f"adv:{m}"] = torch.where(_bcast(fooled, cur[m]), cur[m], state[f"adv:{m}"])
+            state[f"adv:{m}"] = rows_where(fooled, cur[m], state[f"adv:{m}"])
             state[f"g:{m}"] = grads[m]
         # the initial point of a run
         if bool(init.any()):
             state["loss_best"] = torch.where(init, loss, state["loss_best"])
             state["loss_ckpt"] = torch.where(init, loss, state["loss_ckpt"])
             for m in mods:
-                state[f"gbest:{m}"] = torch.where(_bcast(init, grads[m]), grads[m], state[f"gbest:{m}"])
+                state[f"gbest:{m}"] = rows_where(init, grads[m], state[f"gbest:{m}"])
         # an iteration: count loss increases, keep the best point, and at a checkpoint adapt the step
         if bool(moving.any()):
             state["incr"] = state["incr"] + (moving & (loss > state["loss_prev"])).long()
             improved = moving & (loss > state["loss_best"])
             state["loss_best"] = torch.where(improved, loss, state["loss_best"])
             for m in mods:
-                state[f"best:{m}"] = torch.where(_bcast(improved, cur[m]), cur[m], state[f"best:{m}"])
-                state[f"gbest:{m}"] = torch.where(_bcast(improved, grads[m]), grads[m], state[f"gbest:{m}"])
+                state[f"best:{m}"] = rows_where(improved, cur[m], state[f"best:{m}"])
+                state[f"gbest:{m}"] = rows_where(improved, grads[m], state[f"gbest:{m}"])
             window = self._window.to(i.device)[i.clamp(min=0, max=self.steps - 1)]
             ckpt = moving & (window > 0)
             if bool(ckpt.any()):
@@ -223,8 +220,8 @@ class APGD(EngineAttack):
                 state["incr"] = torch.where(ckpt, 0, state["incr"])
                 state["eta"] = torch.where(halve, state["eta"] / 2, state["eta"])
                 for m in mods:
-                    state[f"x:{m}"] = torch.where(_bcast(halve, cur[m]), state[f"best:{m}"], state[f"x:{m}"])
-                    state[f"g:{m}"] = torch.where(_bcast(halve, grads[m]), state[f"gbest:{m}"], state[f"g:{m}"])
+                    state[f"x:{m}"] = rows_where(halve, state[f"best:{m}"], state[f"x:{m}"])
+                    state[f"g:{m}"] = rows_where(halve, state[f"gbest:{m}"], state[f"g:{m}"])
         state["loss_prev"] = torch.where(init, 0.0, loss)  # the reference's first window compares with 0
         state["i"] = i + 1
         ended = state["i"] == self.steps

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from robench.attacks.apgd import APGD
 from robench.attacks.base import Bounds
-from robench.attacks.losses import dlr_targeted_loss
+from robench.attacks.losses import dlr_targeted_loss, target_classes
 from robench.registry import register_attack
 
 
@@ -56,8 +56,7 @@ class APGDT(APGD):
         n_classes = clean_logits.shape[1]
         if n_classes < 4:
             raise ValueError(f"APGD-T's targeted DLR loss needs at least 4 classes, the model has {n_classes}")
-        k = min(self.targets, n_classes - 1)
-        return clean_logits.argsort(dim=1, descending=True, stable=True)[:, 1 : k + 1]
+        return target_classes(clean_logits, self.targets)
 
     def loss(self, logits: Tensor, labels: Tensor, targets: Tensor) -> Tensor:
         return dlr_targeted_loss(logits, labels, targets)

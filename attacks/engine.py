@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from robench.attacks.base import Attack, Bounds, Inputs
+from robench.hashing import derive_seed
 
 #: per-row attack state: tensors whose first dimension is the row
 State = dict[str, Tensor]
@@ -72,6 +73,34 @@ class Rows:
                     torch.cat([p.labels for p in parts]), seeds, torch.cat([p.pos for p in parts]))
 
 
+def per_row(v: Tensor, like: Tensor) -> Tensor:
+    """A per-row tensor ``[B]`` viewed to broadcast against ``like`` ``[B, ...]``."""
+    return v.view(-1, *([1] * (like.dim() - 1)))
+
+
+def rows_where(mask: Tensor, new: Tensor, old: Tensor) -> Tensor:
+    """``new`` on the rows where ``mask`` (bool ``[B]``) holds, ``old`` elsewhere."""
+    return torch.where(per_row(mask, new), new, old)
+
+
+def seeded_rand(like: Tensor, seeds: Sequence[int], keys: Sequence[tuple[object, ...]]) -> Tensor:
+    """Uniform [0, 1) noise shaped like ``like``, row i drawn by its own generator seeded with
+    ``derive_seed(seeds[i], *keys[i])``: the same draw whatever rows it is batched with."""
+    u = torch.empty_like(like)
+    gen = torch.Generator(device=like.device)
+    for i, (seed, key) in enumerate(zip(seeds, keys)):
+        gen.manual_seed(derive_seed(seed, *key))
+        u[i] = torch.rand(like.shape[1:], dtype=like.dtype, device=like.device, generator=gen)
+    return u
+
+
+def clean_check(model: Model, rows: Rows) -> tuple[Tensor, Tensor]:
+    """The rows' clean logits (no gradient) and which rows they misclassify (bool ``[B]``)."""
+    with torch.no_grad():
+        logits = model(rows.clean)
+    return logits, logits.argmax(1) != rows.labels
+
+
 def take_state(state: State, idx: Tensor) -> State:
     return {k: v[idx.to(v.device)] for k, v in state.items()}
 
@@ -96,6 +125,12 @@ class GradientAudit:
     checked: int = 0
     zero: int = 0
     missing: int = 0
+
+    def absorb(self, other: GradientAudit) -> None:
+        """Add ``other``'s counts (an ensemble sums its members')."""
+        self.checked += other.checked
+        self.zero += other.zero
+        self.missing += other.missing
 
     def add(self, first: Tensor, zero: Tensor, missing: bool) -> None:
         self.checked += int(first.sum())

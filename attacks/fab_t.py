@@ -41,7 +41,8 @@ import torch
 from torch import Tensor
 
 from robench.attacks.base import Bounds, Inputs
-from robench.attacks.engine import EngineAttack, Model, Rows, State, input_gradients
+from robench.attacks.engine import EngineAttack, Model, Rows, State, clean_check, input_gradients, rows_where
+from robench.attacks.losses import target_classes
 from robench.registry import register_attack
 
 
@@ -137,13 +138,10 @@ class FABT(EngineAttack):
 
     def begin(self, model: Model, rows: Rows) -> tuple[State, Tensor]:
         n, dev = len(rows), rows.labels.device
-        with torch.no_grad():
-            logits = model(rows.clean)
-        done = logits.argmax(1) != rows.labels
+        logits, done = clean_check(model, rows)
         if any(e == 0 for e in self.eps.values()):
             done = torch.ones(n, dtype=torch.bool, device=dev)
-        k = min(self.targets, logits.shape[1] - 1)
-        state: State = {"targets": logits.argsort(dim=1, descending=True, stable=True)[:, 1 : k + 1],
+        state: State = {"targets": target_classes(logits, self.targets),
                         "run": torch.zeros(n, dtype=torch.int64, device=dev),
                         "it": torch.zeros(n, dtype=torch.int64, device=dev),
                         "kappa": torch.full((n,), float("inf"), device=dev)}
@@ -182,10 +180,9 @@ class FABT(EngineAttack):
         better = fooled & (kappa < state["kappa"])
         state["kappa"] = torch.where(better, kappa, state["kappa"])
         for m in mods:
-            view = (-1,) + (1,) * (new[m].dim() - 1)
-            state[f"adv:{m}"] = torch.where(better.view(view), new[m], state[f"adv:{m}"])
+            state[f"adv:{m}"] = rows_where(better, new[m], state[f"adv:{m}"])
             back = rows.x[m] + self.beta * (new[m] - rows.x[m])
-            state[f"x1:{m}"] = torch.where(fooled.view(view), back, new[m])
+            state[f"x1:{m}"] = rows_where(fooled, back, new[m])
         state["it"] = state["it"] + 1
         broken = state["kappa"] <= 1.0
         done = broken if self.early_stop else torch.zeros_like(broken)
@@ -197,8 +194,7 @@ class FABT(EngineAttack):
             state["run"] = state["run"] + again.long()
             state["it"] = torch.where(again, 0, state["it"])
             for m in mods:
-                view = (-1,) + (1,) * (rows.x[m].dim() - 1)
-                state[f"x1:{m}"] = torch.where(again.view(view), rows.x[m], state[f"x1:{m}"])
+                state[f"x1:{m}"] = rows_where(again, rows.x[m], state[f"x1:{m}"])
         return done
 
     def project_range(self, x: Tensor, m: str) -> Tensor:
@@ -210,7 +206,6 @@ class FABT(EngineAttack):
         inside = state["kappa"] <= 1.0
         out = {}
         for m, x in rows.x.items():
-            view = (-1,) + (1,) * (x.dim() - 1)
             # numerically kappa <= 1 may still exceed eps by rounding: project into the ball
-            out[m] = torch.where(inside.view(view), self.project(state[f"adv:{m}"], x, m), x)
+            out[m] = rows_where(inside, self.project(state[f"adv:{m}"], x, m), x)
         return out

@@ -15,14 +15,17 @@ import torch
 from torch import Tensor
 
 from robench.attacks.base import Bounds, Inputs, _per_modality
-from robench.attacks.engine import EngineAttack, Model, Rows, State, input_gradients
+from robench.attacks.engine import (
+    EngineAttack,
+    Model,
+    Rows,
+    State,
+    clean_check,
+    input_gradients,
+    rows_where,
+    seeded_rand,
+)
 from robench.attacks.losses import LOSSES
-from robench.hashing import derive_seed
-
-
-def _rows_where(mask: Tensor, new: Tensor, old: Tensor) -> Tensor:
-    """``new`` on the rows where ``mask`` holds, ``old`` elsewhere."""
-    return torch.where(mask.view(-1, *([1] * (new.dim() - 1))), new, old)
 
 
 class IterativeAttack(EngineAttack):
@@ -77,11 +80,7 @@ class IterativeAttack(EngineAttack):
         if sample_seeds is None:
             u = torch.rand(x.shape, dtype=x.dtype, device=x.device)
         else:
-            gen = torch.Generator(device=x.device)
-            u = torch.empty_like(x)
-            for i, seed in enumerate(sample_seeds.tolist()):
-                gen.manual_seed(derive_seed(seed, restart, m))
-                u[i] = torch.rand(x.shape[1:], dtype=x.dtype, device=x.device, generator=gen)
+            u = seeded_rand(x, sample_seeds.tolist(), [(restart, m)] * len(x))
         return self.project(x + (u * 2 - 1) * self.eps[m], x, m)
 
     def _step(self, cur: Inputs, grads: dict[str, Tensor], x: Inputs) -> Inputs:
@@ -97,12 +96,11 @@ class IterativeAttack(EngineAttack):
             state.update({f"cur:{m}": t.clone() for m, t in rows.x.items()})
             return state, torch.ones(n, dtype=torch.bool, device=dev)
         if self.early_stop:
-            with torch.no_grad():
-                done = model(rows.clean).argmax(1) != rows.labels  # the clean input is candidate zero
+            _, done = clean_check(model, rows)  # the clean input is candidate zero
         else:
             done = torch.zeros(n, dtype=torch.bool, device=dev)
         for m, t in rows.x.items():  # drawn for every row, so the random draws do not depend on the clean check
-            state[f"cur:{m}"] = _rows_where(done, t, self._start(t, m, 0, rows.seeds))
+            state[f"cur:{m}"] = rows_where(done, t, self._start(t, m, 0, rows.seeds))
         if not self.early_stop and self.restarts > 1:
             state.update({f"best:{m}": t.clone() for m, t in rows.x.items()})
             state["best_loss"] = torch.full((n,), float("-inf"), device=dev)
@@ -122,7 +120,7 @@ class IterativeAttack(EngineAttack):
         nxt = self._step(cur, grads, rows.x)
         every = bool(stepping.all())
         for m in cur:
-            state[f"cur:{m}"] = nxt[m] if every else _rows_where(stepping, nxt[m], cur[m])
+            state[f"cur:{m}"] = nxt[m] if every else rows_where(stepping, nxt[m], cur[m])
         state["it"] = state["it"] + stepping.long()
         end = stepping & (state["it"] == self.steps)
         if bool(end.any()):

@@ -66,4 +66,11 @@ def dlr_targeted_loss(logits: Tensor, labels: Tensor, targets: Tensor) -> Tensor
     return -(true - tgt) / (top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + 1e-12)
 
 
+def target_classes(clean_logits: Tensor, k: int) -> Tensor:
+    """Per row, the classes with the 2nd to (k + 1)-th largest clean logits (int64 ``[B, min(k, C - 1)]``):
+    the targets of APGD-T and FAB-T, in AutoAttack's order."""
+    k = min(k, clean_logits.shape[1] - 1)
+    return clean_logits.argsort(dim=1, descending=True, stable=True)[:, 1 : k + 1]
+
+
 LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"ce": ce_loss, "cw": cw_margin_loss, "dlr": dlr_loss}

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from robench.attacks.base import Bounds, Inputs
-from robench.attacks.engine import EngineAttack, Model, Rows, State, row_uniform
+from robench.attacks.engine import EngineAttack, Model, Rows, State, clean_check, row_uniform, rows_where
 from robench.attacks.losses import margin_loss
 from robench.registry import register_attack
 
@@ -150,10 +150,9 @@ class Square(EngineAttack):
             stripes = self._signs(m, x, state["seed"], zero, 1000 + j, stripes=True)
             state[f"best:{m}"] = self._clamp(m, x + self.eps[m] * stripes * self._present(m, x))
         margin = self._margin(model, rows, {m: state[f"best:{m}"] for m in rows.x})
-        with torch.no_grad():
-            clean_wrong = model(rows.clean).argmax(1) != rows.labels
+        _, clean_wrong = clean_check(model, rows)
         for m, x in rows.x.items():  # a clip misclassified clean is returned clean
-            state[f"best:{m}"] = torch.where(clean_wrong.view(-1, *([1] * (x.dim() - 1))), x, state[f"best:{m}"])
+            state[f"best:{m}"] = rows_where(clean_wrong, x, state[f"best:{m}"])
         state["margin"] = margin
         done = clean_wrong | (margin < 0) | torch.tensor(self.queries == 0, device=dev)
         return state, done
@@ -174,8 +173,7 @@ class Square(EngineAttack):
                 delta = torch.where(mask, eps * signs * present, best - x)
                 trial = self._clamp(m, x + delta)
                 changed = (trial != best).flatten(1).any(1)
-                view = pending.view(-1, *([1] * (x.dim() - 1)))
-                cand = torch.where(view, trial, cand)
+                cand = rows_where(pending, trial, cand)
                 pending = pending & ~changed
                 if not bool(pending.any()):
                     break
@@ -183,7 +181,7 @@ class Square(EngineAttack):
         margin = self._margin(model, rows, new)
         better = margin < state["margin"]
         for m, x in new.items():
-            state[f"best:{m}"] = torch.where(better.view(-1, *([1] * (x.dim() - 1))), x, state[f"best:{m}"])
+            state[f"best:{m}"] = rows_where(better, x, state[f"best:{m}"])
         state["margin"] = torch.where(better, margin, state["margin"])
         state["q"] = q + 1
         return (state["margin"] < 0) | (state["q"] >= self.queries)

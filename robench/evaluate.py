@@ -214,10 +214,7 @@ def evaluate_cell(model: TwoStreamModel, dataset: ClipDataset, cell: Cell, devic
                     bar.advance(len(j.pos), acc=float((details.broken_by == ROBUST).mean()))
             remaining = np.flatnonzero(still)
             if isinstance(stage, EngineAttack):
-                audit = stage.audit
-                details.gradients = GradientAudit(details.gradients.checked + audit.checked,
-                                                  details.gradients.zero + audit.zero,
-                                                  details.gradients.missing + audit.missing)
+                details.gradients.absorb(stage.audit)
     return CellResult(details.broken_by == ROBUST, time.perf_counter() - t0, details)
 
 

@@ -24,6 +24,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from robench import __version__
 from robench.report.figures import Figure, build_figures
+from robench.report.flags import run_flags
 from robench.report.paper_claims import ClaimResult, check_claims
 from robench.report.tables import Table, Value, build_table, select_runs
 from robench.store import ResultsStore
@@ -66,7 +67,8 @@ def build_report(store: ResultsStore, protocols: list[str] | None = None, figure
     out = []
     for layout in layouts.values():  # in the order the protocols were first run
         cells = store.cells(layout.cell_ids())
-        tables = [build_table(layout, spec, cells, models) for spec in layout.tables]
+        flags = run_flags(layout, cells)
+        tables = [build_table(layout, spec, cells, models, flags) for spec in layout.tables]
         figures = build_figures(layout, cells, models, figure_dir) if figure_dir is not None else []
         out.append(ProtocolReport(layout.name, layout.description, layout.profile, tables, figures,
                                   check_claims(layout, tables)))

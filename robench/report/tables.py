@@ -287,8 +287,12 @@ def _summary_block(layout: RunLayout, spec: TableSpec, vid: str, models: dict[st
 
 
 def build_table(layout: RunLayout, spec: TableSpec, cells: dict[str, dict[str, Any]],
-                models: dict[str, dict[str, Any]] | None = None) -> Table:
-    """One table of a protocol run, from its layout, the stored cells and (contributed tables) model records."""
+                models: dict[str, dict[str, Any]] | None = None, flags: dict[str, list[Flag]] | None = None) -> Table:
+    """One table of a protocol run, from its layout, the stored cells and (contributed tables) model records.
+
+    ``flags`` are the run's sanity flags (:func:`~robench.report.flags.run_flags`), computed here if not given;
+    pass them when building several tables of one run.
+    """
     if spec.kind != "accuracy":
         built = [_summary_block(layout, spec, vid, models or {}) for vid in spec.datasets]
         col_ids: list[str] = []
@@ -301,7 +305,7 @@ def build_table(layout: RunLayout, spec: TableSpec, cells: dict[str, dict[str, A
         digits = max((d for _, _, d in built), default=2)
         return Table(layout.name, spec.id, spec.title, spec.kind, [(c, c) for c in col_ids], blocks, list(spec.notes),
                      digits, spec.row_header)
-    idx = CellIndex(layout, cells, run_flags(layout, cells))
+    idx = CellIndex(layout, cells, run_flags(layout, cells) if flags is None else flags)
     blocks = [_accuracy_block(layout, spec, vid, idx) for vid in spec.datasets]
     columns = [(c.id, c.label) for c in spec.columns]
     notes = list(spec.notes) + [n for b in blocks if (n := threat_note(b, spec.eps, cells))]
@@ -378,5 +382,6 @@ def build_tables(store: ResultsStore, protocols: list[str] | None = None) -> lis
     tables: list[Table] = []
     for layout in select_runs(store, protocols).values():
         cells = store.cells(layout.cell_ids())
-        tables.extend(build_table(layout, spec, cells, models) for spec in layout.tables)
+        flags = run_flags(layout, cells)
+        tables.extend(build_table(layout, spec, cells, models, flags) for spec in layout.tables)
     return tables
