@@ -6,9 +6,10 @@ about k + 1 training-step equivalents. Sizes: the quickstart's, and the paper's 
 (I3D at 64 x 224 x 224, HCN at T = 32) at a small batch.
 
 Each size is measured in both memory layouts of the RGB stream (contiguous and channels-last 3D),
-one after the other in the same run, and the ratio is printed.
+one after the other in the same run, and the ratio is printed. ``--amp`` adds both layouts again
+under bfloat16 autocast (robench's ``--amp on``; the default on CUDA) and prints its ratio to fp32.
 
-    python benchmarks/model_throughput.py [--device auto] [--sizes quickstart,paper] [--batch 16]
+    python benchmarks/model_throughput.py [--device auto] [--sizes quickstart,paper] [--batch 16] [--amp]
 """
 
 from __future__ import annotations
@@ -30,12 +31,13 @@ SIZES = {
 }
 
 
-def bench(size: str, device: torch.device, batch: int, repeats: int, channels_last: bool) -> float:
+def bench(size: str, device: torch.device, batch: int, repeats: int, channels_last: bool, amp: bool = False) -> float:
     """Print and return the seconds per training step of one size in one memory layout."""
     rw, frames, res, sw, sframes, window, stem = SIZES[size]
     model = TwoStreamModel({"rgb": I3D(width=rw, frames=frames, resolution=res, **stem),
                             "skeleton": HCN(width=sw, frames=sframes, window=window)}, 60).to(device)
-    RuntimeOptions(channels_last=channels_last).prepare_model(model)
+    options = RuntimeOptions(channels_last=channels_last, amp=amp)
+    options.prepare_model(model)
     x = {"rgb": torch.rand(batch, 3, frames, res, res, device=device),
          "skeleton": torch.randn(batch, 3, sframes, 25, 2, device=device)}
     y = torch.randint(0, 60, (batch,), device=device)
@@ -43,7 +45,8 @@ def bench(size: str, device: torch.device, batch: int, repeats: int, channels_la
 
     def train_step() -> None:
         model.train()
-        loss = F.cross_entropy(model(x), y)
+        with options.autocast(device):
+            loss = F.cross_entropy(model(x).float(), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -51,9 +54,11 @@ def bench(size: str, device: torch.device, batch: int, repeats: int, channels_la
     def attack_step() -> None:
         model.eval()
         leaves = {m: t.clone().requires_grad_(True) for m, t in x.items()}
-        torch.autograd.grad(F.cross_entropy(model(leaves), y, reduction="sum"), list(leaves.values()))
+        with options.autocast(device):
+            logits = model(leaves).float()
+        torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), list(leaves.values()))
 
-    layout = "channels-last" if channels_last else "contiguous"
+    layout = ("channels-last" if channels_last else "contiguous") + (" bf16" if amp else "")
     times = {}
     for name, fn in (("train step", train_step), ("attack step", attack_step)):
         dt = times[name] = seconds_per_call(fn, device, repeats)
@@ -69,6 +74,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="quickstart,paper")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--amp", action="store_true", help="also measure bfloat16 autocast")
     args = parser.parse_args()
     device = select_device(args.device)
     print(f"device {device_name(device)}, torch {torch.__version__}, threads {torch.get_num_threads()}")
@@ -78,6 +84,11 @@ def main() -> None:
         contiguous = bench(size, device, batch, repeats, channels_last=False)
         last = bench(size, device, batch, repeats, channels_last=True)
         print(f"{size:26s} channels-last speed-up of a training step: {contiguous / last:.2f}x")
+        if args.amp:
+            amp_contiguous = bench(size, device, batch, repeats, channels_last=False, amp=True)
+            amp_last = bench(size, device, batch, repeats, channels_last=True, amp=True)
+            print(f"{size:26s} bf16 speed-up of a training step over fp32: {contiguous / amp_contiguous:.2f}x "
+                  f"(contiguous), {last / amp_last:.2f}x (channels-last)")
 
 
 if __name__ == "__main__":

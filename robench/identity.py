@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from robench.errors import ProtocolError, RobenchError
+from robench.models.weights import weights_path
 from robench.params import full_params
 from robench.protocol.check import Component
 from robench.registry import PLUGIN_DIGESTS, Registrable, Registry
@@ -114,7 +115,11 @@ def identity_params(cls: type[Registrable], params: dict[str, Any], *, where: st
         value = out.get(name)
         if value is None or value == "":
             continue
-        path = Path(str(value)).expanduser()
+        try:
+            path = weights_path(str(value))
+        except RobenchError as exc:
+            raise ProtocolError(where or None, f"{key}.{name}" if key else name, str(value),
+                                str(exc).partition("available: ")[2]) from None
         if not path.is_file():
             raise ProtocolError(where or None, f"{key}.{name}" if key else name, str(value), "an existing file")
         out[name] = file_digest(path)

@@ -28,6 +28,7 @@ import torch
 
 from robench.hashing import content_hash
 from robench.identity import FP32, file_digest
+from robench.models.weights import weights_path
 from robench.params import full_params
 from robench.plan import Cell, ModelJob, Plan
 from robench.protocol.check import Component
@@ -103,7 +104,7 @@ def _legacy_backbone_params(comp: Component) -> dict[str, Any]:
         if value is None:
             params.pop(name, None)
         elif value:
-            params[name] = file_digest(str(value))
+            params[name] = file_digest(weights_path(str(value)))
     return params
 
 

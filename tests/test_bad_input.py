@@ -370,6 +370,10 @@ CASES: list[Case] = [
          _checkpoint(lambda p: torch.save({"state_dict": {"w": RunsCode(p.parent / "PWNED")}}, p)),
          ("key 'model.rgb.checkpoint'", "cannot read checkpoint {tmp}/weights.pt", "posix.system",
           "never pickled code"), marker=True),
+    Case("checkpoint_unknown_builtin",
+         lambda tmp: [str(protocol(tmp, "model: {rgb: {backbone: i3d, width: 0.0625, "
+                                        "checkpoint: builtin:i3d-kinetics}}\n"))],
+         ("key 'model.rgb.checkpoint'", "builtin:i3d-kinetics", "builtin:i3d-synthetic")),
     Case("prepare_pyskl_pickle_runs_code", _pyskl_pickle,
          ("{tmp}/annotations.pkl", "posix.system", "not plain data"), command="prepare", marker=True),
     # -- prepared datasets (found before any training; the store is left alone) --------------------

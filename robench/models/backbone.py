@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from robench.errors import RobenchError
+from robench.models.weights import weights_path
 from robench.registry import Registrable
 
 
@@ -131,9 +132,9 @@ class Backbone(nn.Module, Registrable):
         depend on the input size the dataset fills in).
         """
         path = params.get("checkpoint")
-        if not path or not Path(path).expanduser().is_file():
+        if not path or not weights_path(path).is_file():
             return  # a missing file is reported where the plan hashes it (robench.identity)
-        state = read_state_dict(Path(path).expanduser())
+        state = read_state_dict(path)
         model = cls(**{**params, "checkpoint": None})
         mapped = model._checkpoint_state(state)
         model._check_fit(path, mapped, shapes=False)
@@ -199,13 +200,13 @@ def _load_problem(exc: Exception) -> str:
 
 
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """The state dict in a weights file, read with ``torch.load(weights_only=True)``.
+    """The state dict in a weights file (a path or ``builtin:NAME``), read with ``torch.load(weights_only=True)``.
 
     Accepts a state dict or a dict holding one under ``state_dict`` / ``model``. Anything else, a
     file torch cannot parse, or one holding pickled Python objects (which could run code when
     unpickled), is a :class:`RobenchError` naming the file and how to make a good one.
     """
-    path = Path(path).expanduser()
+    path = weights_path(path)
     if not path.is_file():
         raise RobenchError(f"checkpoint {path} not found" + (" (it is a directory)" if path.is_dir() else ""))
     fix = "save weights with torch.save(model.state_dict(), PATH)"
