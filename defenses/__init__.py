@@ -2,7 +2,8 @@
 
 Registered names: ``none`` (standard training), ``at`` (adversarial training on chosen
 modalities), ``minsim``, ``exfmem`` and ``minsim_exfmem`` (Tian & Xu 2021) and ``amr`` (the
-paper's Attention-based Modality Reweighter). Write your own by subclassing
+paper's Attention-based Modality Reweighter); ``pretrained`` loads a model trained elsewhere.
+Write your own by subclassing
 :class:`~robench.defenses.base.Defense` in one file and decorating it with
 ``@robench.register_defense("name")``; see ``defenses/base.py``.
 """
@@ -13,5 +14,7 @@ from robench.defenses.base import Defense, LossOutput
 from robench.defenses.exfmem import ExFMem, MinSimExFMem
 from robench.defenses.minsim import MinSim
 from robench.defenses.none import NoDefense
+from robench.defenses.pretrained import Pretrained
 
-__all__ = ["AMR", "AdversarialTraining", "Defense", "ExFMem", "LossOutput", "MinSim", "MinSimExFMem", "NoDefense"]
+__all__ = ["AMR", "AdversarialTraining", "Defense", "ExFMem", "LossOutput", "MinSim", "MinSimExFMem", "NoDefense",
+           "Pretrained"]

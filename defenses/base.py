@@ -76,6 +76,9 @@ class Defense(Registrable, abc.ABC):
     #: protocol's training attack then becomes part of the model's identity. Declared once, here;
     #: ``ctx.adversarial`` raises for a defense that did not declare it.
     uses_training_attack: ClassVar[bool] = False
+    #: False for a defense whose weights come from elsewhere (:meth:`prepare` loads them): the runner
+    #: then skips the main training loop and runs only :meth:`finalize` (``pretrained``)
+    trains: ClassVar[bool] = True
 
     def derives_from(self) -> tuple[str, dict[str, Any]] | None:
         """``(defense type, parameters)`` whose trained model this defense starts from, or None.

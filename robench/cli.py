@@ -7,6 +7,9 @@
     robench list defenses|attacks|datasets|backbones|protocols
     robench validate PROTOCOL... [--profile NAME] [--set KEY=VALUE ...]
     robench prepare ntu60|ntu120|imigue|pyskl|manifest --out DIR [--root DIR ...]
+    robench leaderboard add ENTRY --track NAME [--reported-only] [--root leaderboard]
+    robench leaderboard verify RECORD
+    robench leaderboard render --format html|markdown|latex|csv|bibtex [--track NAME] [--out PATH]
 
 The results store is ``--store``, else ``$ROBENCH_STORE``, else ``results/robench.sqlite``; trained
 models and generated data are cached under ``--cache``, else ``$ROBENCH_CACHE``, else a ``cache``
@@ -239,6 +242,30 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from robench.leaderboard import commands
+    from robench.runtime import select_device
+
+    root = Path(args.root)
+    if args.action == "render":
+        for path in commands.render_tracks(root, args.format, args.track, Path(args.out) if args.out else None):
+            err.print(f"wrote {path}")
+        return 0
+    where = commands.Where(root, _store_path(args), _cache_dir(args), select_device(args.device), args.progress)
+    if args.action == "add":
+        path = commands.add(args.entry, args.track, where, args.reported_only)
+        out.print(f"[green]wrote[/] {escape(str(path))}; render with: robench leaderboard render --format html "
+                  f"--track {escape(args.track)}")
+        return 0
+    result = commands.verify(args.record, where, args.track)
+    if result.match:
+        out.print(f"[green]verified[/] {escape(str(result.record))}: per-clip results match ({result.found[:19]}…)")
+        return 0
+    out.print(f"[red]mismatch[/] {escape(str(result.record))}: per-clip digest {result.found[:19]}…, the record says "
+              f"{result.expected[:19]}…; columns that differ: {', '.join(result.differing) or 'none (other cells)'}")
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="robench", description="Adversarial-robustness benchmark for RGB + skeleton "
                                      "action recognition.")
@@ -303,6 +330,33 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list registered components or bundled protocols")
     p.add_argument("kind", choices=LIST_KINDS)
     p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("leaderboard", help="evaluate entries on a track, verify records, render the leaderboard")
+    lsub = p.add_subparsers(dest="action", required=True)
+
+    def where_args(q: argparse.ArgumentParser) -> None:
+        store_args(q)
+        q.add_argument("--cache", help="model and data cache folder (default $ROBENCH_CACHE or <store folder>/cache)")
+        q.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps; or $ROBENCH_DEVICE")
+        q.add_argument("--root", default="leaderboard", help="the leaderboard folder (default leaderboard)")
+        q.add_argument("--progress", choices=("auto", "rich", "plain", "quiet"), default="auto")
+
+    q = lsub.add_parser("add", help="evaluate an entry on a track and write its record")
+    q.add_argument("entry", help="the entry file (YAML or JSON)")
+    q.add_argument("--track", required=True, help="a bundled track (synthetic, ntu60-xsub, imigue) or a track file")
+    q.add_argument("--reported-only", action="store_true",
+                   help="write an unverified record of the entry's reported numbers, evaluating nothing")
+    where_args(q)
+    q = lsub.add_parser("verify", help="re-evaluate a record's entry and compare the per-clip results")
+    q.add_argument("record", help="a record file, leaderboard/<track>/<entry>.json")
+    q.add_argument("--track", help="a track file, for a track that is not bundled (default: the record's track)")
+    where_args(q)
+    q = lsub.add_parser("render", help="render a track's records (one file per track)")
+    q.add_argument("--format", choices=("html", "markdown", "latex", "csv", "bibtex"), default="html")
+    q.add_argument("--track", help="only this track (default: every track with records)")
+    q.add_argument("--out", help="write here instead of <root>/<track>/<default file>")
+    q.add_argument("--root", default="leaderboard", help="the leaderboard folder (default leaderboard)")
+    p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("validate", help="check a protocol (keys, types, components, plan) without running it")
     protocol_args(p)

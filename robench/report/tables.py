@@ -161,30 +161,48 @@ class CellIndex:
         flags = [f for cid in dict.fromkeys(cell_ids) for f in self.flags.get(cid, [])]
         return Value(mean, n, correct, len(counts), (100 * lo, 100 * hi), cells=cell_ids, flags=flags)
 
+    def robust(self, dataset: str, defense: str, seed: int, attack: str | None, scenario: str,
+               eps: float | None) -> tuple[np.ndarray | None, list[str]]:
+        """Per-clip correctness (bool ``[n]``) of one seed's model, and the cells it comes from.
+
+        ``attack`` as in :meth:`value`: an attack id, :data:`~robench.protocol.layout.WORST` (a clip is
+        robust only if no attack of the run fooled it) or ``"<attack id>@<stage>"``; None for clean.
+        ``(None, ids)`` if nothing is stored yet.
+        """
+        key_eps = 0.0 if scenario == "clean" else round(float(eps or 0.0), 12)
+        if scenario == "clean" or (attack != WORST and (attack is None or "@" not in attack)):
+            cid = self.index.get((dataset, defense, seed, None if scenario == "clean" else attack, scenario, key_eps))
+            if cid is None or cid not in self.cells:
+                return None, [cid] if cid else []
+            return unpack_bits(self.cells[cid]["per_sample"], self.cells[cid]["n"]), [cid]
+        if attack == WORST:
+            ids = [i for i in self.attacked.get((dataset, defense, seed, scenario, key_eps), []) if i in self.cells]
+            arrays = [unpack_bits(self.cells[i]["per_sample"], self.cells[i]["n"]) for i in ids]
+        else:
+            base, stage = attack.split("@", 1)
+            cid = self.index.get((dataset, defense, seed, base, scenario, key_eps))
+            if cid is None or cid not in self.cells:
+                return None, []
+            raw = self.cells[cid].get("details")
+            if raw is None or stage not in (details := CellDetails.from_json(json.loads(raw))).stages:
+                return None, []
+            ids, arrays = [cid], [details.correct_after(stage)]
+        present = [a for a in arrays if a is not None]
+        if not present:
+            return None, ids
+        if len({a.shape for a in present}) != 1:
+            raise RobenchError(f"worst case of {defense} on {dataset}, {scenario}: the attacks evaluated different "
+                               "numbers of clips, so their per-clip results cannot be combined")
+        return np.logical_and.reduce(present), ids
+
     def _combined(self, dataset: str, defense: str, attack: str, scenario: str, eps: float) -> Value:
         """The worst case over the run's attacks, or an ensemble's accuracy after one stage."""
         counts: list[tuple[int, int]] = []
         used: list[str] = []
         for seed in self.seeds:
-            if attack == WORST:
-                ids = [i for i in self.attacked.get((dataset, defense, seed, scenario, eps), []) if i in self.cells]
-                arrays = [unpack_bits(self.cells[i]["per_sample"], self.cells[i]["n"]) for i in ids]
-            else:
-                base, stage = attack.split("@", 1)
-                cid = self.index.get((dataset, defense, seed, base, scenario, eps))
-                if cid is None or cid not in self.cells:
-                    continue
-                raw = self.cells[cid].get("details")
-                if raw is None or stage not in (details := CellDetails.from_json(json.loads(raw))).stages:
-                    continue
-                ids, arrays = [cid], [details.correct_after(stage)]
-            present = [a for a in arrays if a is not None]
-            if not present:
+            robust, ids = self.robust(dataset, defense, seed, attack, scenario, eps)
+            if robust is None:
                 continue
-            if len({a.shape for a in present}) != 1:
-                raise RobenchError(f"worst case of {defense} on {dataset}, {scenario}: the attacks evaluated different "
-                                   "numbers of clips, so their per-clip results cannot be combined")
-            robust = np.logical_and.reduce(present)
             counts.append((int(robust.sum()), int(robust.size)))
             used += ids
         if not counts:

@@ -182,7 +182,9 @@ def train_model(job: ModelJob, train_set: ClipDataset, device: torch.device, pro
     if base is not None and job.base is not None:  # (both or neither: checked above) the base did the main training
         history.extend({**h, "phase": f"base {job.base[:8]}"} for h in base.history)
         start_epoch = cfg.epochs
-    resumed = load_resume_state(workdir, job, progress.log) if base is None else None
+    if not type(defense).trains:  # weights loaded by prepare
+        start_epoch = cfg.epochs
+    resumed = load_resume_state(workdir, job, progress.log) if base is None and type(defense).trains else None
     if resumed is not None:
         meta, state = resumed
         model.load_state_dict(state["model"])

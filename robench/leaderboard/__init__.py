@@ -1,0 +1,8 @@
+"""The leaderboard: tracks fix a threat model and clips, entries are models with metadata, records are
+measured results with provenance, and pages rank them with paired tests.
+
+One job per module: :mod:`.tracks` (what makes numbers comparable), :mod:`.entry` (the submission
+schema), :mod:`.evaluate` (an entry on a track through robench's runner, to a record), :mod:`.record`
+(the record schema, atomic writes), :mod:`.ranking` (McNemar's exact test between neighbours),
+:mod:`.render` (HTML, markdown, LaTeX, CSV, BibTeX) and :mod:`.commands` (``robench leaderboard``).
+"""

@@ -1,0 +1,248 @@
+"""Evaluate an entry on a track and build its record (``robench leaderboard add`` and ``verify``).
+
+The entry's model and the track's evaluation are put together into one ordinary robench protocol
+(:func:`entry_protocol`): the track's dataset, threat model, eps, scenarios, attacks and evaluation
+settings; the entry's backbones, training recipe and defense (a protocol's row), or the ``pretrained``
+defense loading an outside model's weights. robench's runner then trains what is missing and attacks
+it, reusing every model and cell already in the store and cache under the same ids: a protocol model
+whose own protocol used the track's data is not trained again. Evaluation is in fp32.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from robench import __version__
+from robench.errors import RobenchError
+from robench.hashing import content_hash
+from robench.leaderboard.entry import Entry, OutsideModel, ProtocolModel
+from robench.leaderboard.record import COLUMNS, RECORD_SCHEMA, encode_bits
+from robench.leaderboard.tracks import PRECISION, Track
+from robench.progress import Progress
+from robench.protocol.layout import WORST
+from robench.protocol.load import RawProtocol, load_raw, merge
+from robench.protocol.schema import Protocol, validate
+from robench.report.flags import run_flags
+from robench.report.metrics import avg, wilson_interval
+from robench.report.tables import CellIndex
+from robench.run_layout import RunLayout
+from robench.runtime import RuntimeOptions, device_name, git_commit
+from robench.store import ResultsStore
+from robench.train.cache import ModelCache
+
+#: keys a protocol model brings from its protocol; everything else comes from the track
+MODEL_KEYS = ("model", "training")
+
+
+def _model_part(entry: Entry) -> tuple[dict[str, Any], list[str], int]:
+    """``({model, training, defenses: {id: spec}}, plugins, seed)`` of the entry's model, as raw protocol data."""
+    spec = entry.model
+    if isinstance(spec, OutsideModel):
+        defense = {"type": "pretrained", "label": entry.name, "weights": str(spec.weights)}
+        return ({"model": {m: dict(b) for m, b in spec.backbones.items()}, "training": {"epochs": 1},
+                 "defenses": {entry.id: defense}}, [str(p) for p in spec.plugins], 0)
+    assert isinstance(spec, ProtocolModel)
+    raw = load_raw(spec.protocol, (), spec.profile)
+    protocol = validate(raw)  # the entry's protocol must itself be valid
+    data = raw.data
+    if "datasets" in data:
+        variants = [k for k, v in data["datasets"].items() if v is not None]
+        vid = spec.dataset or (variants[0] if len(variants) == 1 else None)
+        if vid not in variants:
+            raise RobenchError(f"entry {entry.path}: key 'model.dataset': found {json.dumps(spec.dataset)}; allowed: "
+                               f"a dataset id of protocol {spec.protocol}: {', '.join(variants)}")
+        overrides = dict(data["datasets"][vid].get("overrides") or {})
+        data = merge({k: v for k, v in data.items() if k != "datasets"}, overrides, {}, "")
+    defenses = data.get("defenses") or {}
+    if spec.defense not in defenses:
+        raise RobenchError(f"entry {entry.path}: key 'model.defense': found {json.dumps(spec.defense)}; allowed: "
+                           f"a defense id of protocol {spec.protocol}: {', '.join(defenses)}")
+    defense = dict(defenses[spec.defense] or {})
+    defense["label"] = entry.name
+    part = {k: data[k] for k in MODEL_KEYS if k in data}
+    part["defenses"] = {entry.id: defense}
+    return part, [str(p) for p in protocol.plugins], int(protocol.seeds[0])
+
+
+def entry_protocol(entry: Entry, track: Track) -> Protocol:
+    """The ordinary robench protocol that evaluates ``entry`` on ``track``."""
+    part, plugins, seed = _model_part(entry)
+    data: dict[str, Any] = {
+        "name": f"leaderboard/{track.name}/{entry.id}",
+        "description": f"{entry.name} on leaderboard track {track.name} v{track.version}",
+        "version": track.version,
+        "seeds": [seed],
+        "plugins": plugins,
+        "dataset": track.dataset,
+        **part,
+        "threat": track.data["threat"],
+        "attacks": track.data["attacks"],
+        "scenarios": track.scenarios,
+        "eps": [track.data["eps"]],
+        "evaluation": track.data["evaluation"],
+        "tables": [],
+    }
+    origins: dict[tuple[str, ...], str] = {("model",): str(entry.path), ("defenses",): str(entry.path)}
+    return validate(RawProtocol(data, entry.path, origins))
+
+
+@dataclass
+class Evaluation:
+    """What running an entry's protocol left in the store: its layout, cells and flags."""
+
+    protocol: Protocol
+    layout: RunLayout
+    cells: dict[str, dict[str, Any]]
+    seconds: float
+
+
+def run_entry(entry: Entry, track: Track, store: ResultsStore, cache: ModelCache, data_dir: Path,
+              device: torch.device, progress: Progress) -> Evaluation:
+    """Train what is missing and evaluate the entry on the track (fp32), reusing stored work."""
+    from robench.runner import Runner
+
+    protocol = entry_protocol(entry, track)
+    runtime = RuntimeOptions.for_device(device, amp="off", tf32="off")
+    runner = Runner(store, cache, device, progress, data_dir, runtime)
+    summary = runner.run(protocol)
+    layout = RunLayout.from_json(store.latest_runs()[protocol.name]["layout"])
+    cells = store.cells(layout.cell_ids())
+    return Evaluation(protocol, layout, cells, summary.seconds)
+
+
+def _accuracy(bits: np.ndarray) -> dict[str, Any]:
+    correct, n = int(bits.sum()), int(bits.size)
+    lo, hi = wilson_interval(correct, n)
+    return {"accuracy": 100.0 * correct / n if n else float("nan"), "correct": correct, "n": n,
+            "interval": [100.0 * lo, 100.0 * hi]}
+
+
+def clips_digest(ev: Evaluation) -> tuple[int, str]:
+    """``(count, sha256)`` of the evaluated clips: the dataset's identity, split, indices and labels."""
+    from robench.evaluate import evaluation_indices
+    from robench.registry import DATASETS
+
+    variant = next(iter(ev.protocol.variants.values()))
+    provider = DATASETS.build(variant.dataset.type, cache_dir=None, **variant.dataset.params)
+    split = provider.split(variant.evaluation.split)
+    idx = evaluation_indices(split, variant.evaluation)
+    labels = split.labels[idx].tolist()
+    ident = {"dataset": variant.dataset.type, "params": variant.dataset.params, "split": variant.evaluation.split,
+             "indices": idx.tolist(), "labels": labels}
+    return len(labels), "sha256:" + content_hash(ident, 64)
+
+
+def per_sample_digest(ev: Evaluation) -> str:
+    """SHA-256 over every cell's (scenario, attack, eps, per-clip bits), in a fixed order."""
+    h = hashlib.sha256()
+    for ref in sorted(ev.layout.cells, key=lambda r: (r.scenario, r.attack or "", r.eps, r.seed)):
+        cell = ev.cells.get(ref.cell_id)
+        if cell is None:
+            raise RobenchError(f"cell {ref.cell_id} of {ev.protocol.name} is not in the store")
+        h.update(json.dumps([ref.scenario, ref.attack, ref.eps, cell["n"]]).encode())
+        h.update(cell["per_sample"] or b"")
+    return "sha256:" + h.hexdigest()
+
+
+def build_record(entry: Entry, track: Track, ev: Evaluation, device: torch.device, source: str,
+                 baseline: dict[str, Any] | None = None, clips: tuple[int, str] | None = None) -> dict[str, Any]:
+    """The record of a verified entry from its evaluation (see :mod:`robench.leaderboard.record`)."""
+    vid = next(iter(ev.protocol.variants))
+    seed = ev.layout.seeds[0]
+    flags = run_flags(ev.layout, ev.cells)
+    index = CellIndex(ev.layout, ev.cells, flags)
+    eps = track.eps
+    columns: dict[str, np.ndarray] = {}
+    for scenario in COLUMNS:
+        bits, _ = index.robust(vid, entry.id, seed, None if scenario == "clean" else WORST, scenario, eps)
+        if bits is None:
+            raise RobenchError(f"{entry.id} on track {track.name}: no stored result for {scenario}")
+        columns[scenario] = bits.astype(bool)
+    columns["worst"] = columns[track.rank_by]
+    results: dict[str, Any] = {col: _accuracy(bits) for col, bits in columns.items()}
+    attacked = [s for s in ("R", "S", "RS") if s in columns]
+    results["avg"] = avg(*(results[s]["accuracy"] for s in attacked)) if len(attacked) == 3 else None
+    results["ri"] = None
+    if baseline is not None and results["avg"] is not None and baseline["results"].get("avg") is not None:
+        results["ri"] = (results["clean"]["accuracy"] + results["avg"]) - (
+            baseline["results"]["clean"]["accuracy"] + baseline["results"]["avg"])
+    results["by_attack"] = {}
+    results["autoattack"] = {}
+    for attack_id, attack in ev.protocol.variants[vid].attacks.items():
+        per: dict[str, Any] = {}
+        for scenario in attacked:
+            bits, _ = index.robust(vid, entry.id, seed, attack_id, scenario, eps)
+            if bits is not None:
+                per[scenario] = _accuracy(bits)
+        results["by_attack"][attack_id] = {"label": attack.label, **per}
+        if attack.attack.type == "autoattack":
+            for scenario in attacked:
+                cid = index.index.get((vid, entry.id, seed, attack_id, scenario, round(eps, 12)))
+                stored: dict[str, Any] = ev.cells.get(cid or "") or {}
+                raw = stored.get("details")
+                if raw is None:
+                    continue
+                from robench.evaluate import CellDetails
+
+                for stage in CellDetails.from_json(json.loads(raw)).stages:
+                    bits, _ = index.robust(vid, entry.id, seed, f"{attack_id}@{stage}", scenario, eps)
+                    if bits is not None:
+                        results["autoattack"].setdefault(stage, {})[scenario] = _accuracy(bits)
+    flag_list = [{"code": f.code, "message": f.message, "cell": cid} for cid, fs in flags.items() for f in fs]
+    count, digest = clips or clips_digest(ev)
+    model_ids = sorted({m.model_id for m in ev.layout.models})
+    return {
+        "schema": RECORD_SCHEMA,
+        "status": "verified",
+        "track": {"name": track.name, "version": track.version, "digest": track.digest, "eps": eps,
+                  "eps_units": {"rgb": f"{255 * eps:.3g} grey levels of 255",
+                                "skeleton": f"{eps:.4g} m ({100 * eps:.3g} cm)"},
+                  "clips": {"count": count, "digest": digest}},
+        "entry": {**entry.metadata(), "source": source},
+        "results": results,
+        "flags": flag_list,
+        "reported": entry.reported.get(track.name, {}),
+        "provenance": {"robench": __version__, "git_commit": git_commit(), "torch": torch.__version__,
+                       "device": device_name(device), "precision": PRECISION, "seeds": ev.layout.seeds,
+                       "model_ids": model_ids, "cell_ids": sorted(ev.cells),
+                       "protocol_hash": "sha256:" + content_hash(ev.protocol.data, 64),
+                       "evaluation_seconds": round(ev.seconds, 1)},
+        "per_sample": {col: encode_bits(bits) for col, bits in columns.items()},
+        "per_sample_digest": per_sample_digest(ev),
+    }
+
+
+def reported_record(entry: Entry, track: Track, source: str) -> dict[str, Any]:
+    """An unverified record: the entry's reported numbers for the track, nothing measured."""
+    reported = entry.reported.get(track.name)
+    if not reported:
+        raise RobenchError(f"entry {entry.path}: no reported numbers for track {track.name} "
+                           f"(key 'reported.{track.name}'); an unverified record lists only what the authors reported")
+    return {
+        "schema": RECORD_SCHEMA,
+        "status": "unverified",
+        "track": {"name": track.name, "version": track.version, "digest": track.digest, "eps": track.eps,
+                  "clips": track.clips},
+        "entry": {**entry.metadata(), "source": source},
+        "results": {},
+        "flags": [],
+        "reported": reported,
+        "provenance": {"robench": __version__, "git_commit": git_commit()},
+        "per_sample": {},
+        "per_sample_digest": None,
+    }
+
+
+def relative_source(entry_path: Path, root: Path) -> str:
+    """The entry file's path relative to the leaderboard folder when inside it, else absolute."""
+    try:
+        return str(entry_path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(entry_path.resolve())
