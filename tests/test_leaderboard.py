@@ -233,7 +233,7 @@ def test_records_hold_the_stored_results_and_validate(board_dir: dict[str, Path]
         assert np.array_equal(unpack_bits(clean[0]["per_sample"], 12).astype(bool),
                               decode_bits(record["per_sample"]["clean"], 12))
     none, at = read_record(root / "tiny" / "none.json"), read_record(root / "tiny" / "at-rs.json")
-    assert none["results"]["ri"] is None and none["reported"] == {"clean": 50.0, "RS": 10.0}
+    assert none["results"]["ri"] == 0.0 and none["reported"] == {"clean": 50.0, "RS": 10.0}
     assert at["results"]["ri"] == pytest.approx((at["results"]["clean"]["accuracy"] + at["results"]["avg"])
                                                - (none["results"]["clean"]["accuracy"] + none["results"]["avg"]))
 

@@ -124,12 +124,13 @@ def _accuracy(bits: np.ndarray) -> dict[str, Any]:
             "interval": [100.0 * lo, 100.0 * hi]}
 
 
-def clips_digest(ev: Evaluation) -> tuple[int, str]:
-    """``(count, sha256)`` of the evaluated clips: the dataset's identity, split, indices and labels."""
+def clips_digest(protocol: Protocol) -> tuple[int, str]:
+    """``(count, sha256)`` of the clips a protocol evaluates: the dataset's parameters, split, indices and
+    labels. Reads the dataset (the synthetic one is generated; a real one must be prepared)."""
     from robench.evaluate import evaluation_indices
     from robench.registry import DATASETS
 
-    variant = next(iter(ev.protocol.variants.values()))
+    variant = next(iter(protocol.variants.values()))
     provider = DATASETS.build(variant.dataset.type, cache_dir=None, **variant.dataset.params)
     split = provider.split(variant.evaluation.split)
     idx = evaluation_indices(split, variant.evaluation)
@@ -169,7 +170,7 @@ def build_record(entry: Entry, track: Track, ev: Evaluation, device: torch.devic
     results: dict[str, Any] = {col: _accuracy(bits) for col, bits in columns.items()}
     attacked = [s for s in ("R", "S", "RS") if s in columns]
     results["avg"] = avg(*(results[s]["accuracy"] for s in attacked)) if len(attacked) == 3 else None
-    results["ri"] = None
+    results["ri"] = 0.0 if entry.id == track.baseline and results["avg"] is not None else None
     if baseline is not None and results["avg"] is not None and baseline["results"].get("avg") is not None:
         results["ri"] = (results["clean"]["accuracy"] + results["avg"]) - (
             baseline["results"]["clean"]["accuracy"] + baseline["results"]["avg"])
@@ -196,7 +197,7 @@ def build_record(entry: Entry, track: Track, ev: Evaluation, device: torch.devic
                     if bits is not None:
                         results["autoattack"].setdefault(stage, {})[scenario] = _accuracy(bits)
     flag_list = [{"code": f.code, "message": f.message, "cell": cid} for cid, fs in flags.items() for f in fs]
-    count, digest = clips or clips_digest(ev)
+    count, digest = clips or clips_digest(ev.protocol)
     model_ids = sorted({m.model_id for m in ev.layout.models})
     return {
         "schema": RECORD_SCHEMA,

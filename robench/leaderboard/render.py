@@ -80,6 +80,11 @@ def board(track: Track, folder: Path) -> Board:
             continue
         rows.append(Row(record, path, None))
     verified = [r for r in rows if r.verified]
+    base = next((r for r in verified if r.entry["id"] == track.baseline), None)
+    for r in verified:  # RI against the track's baseline as it stands now, whatever order entries were added in
+        res = r.record["results"]
+        res["ri"] = None if base is None or res.get("avg") is None else (res["clean"]["accuracy"] + res["avg"]) - (
+            base.record["results"]["clean"]["accuracy"] + base.record["results"]["avg"])
     clips = {json.dumps(r.record["track"]["clips"], sort_keys=True) for r in verified}
     if len(clips) > 1:
         raise RobenchError(f"records under {folder} evaluated different clips ({len(clips)} clip lists); "
