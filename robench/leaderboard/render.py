@@ -113,6 +113,11 @@ def _flag_mark(row: Row) -> str:
     return " ⚠" if row.flags else ""
 
 
+def _reported(row: Row) -> str:
+    names = {"clean": "clean", "R": "XR", "S": "XS", "RS": "XRS", "avg": "Avg", "ri": "RI", "worst": "worst case"}
+    return ", ".join(f"{names.get(k, k)} {v:.2f}" for k, v in row.record["reported"].items())
+
+
 def _rank(row: Row) -> str:
     return row.ranked.label if row.ranked else "unverified"
 
@@ -140,6 +145,9 @@ def markdown(b: Board) -> str:
         if row.entry.get("footnote"):
             footnotes.setdefault(row.entry["footnote"], []).append(row.entry["name"])
     lines += [f"- {', '.join(names)}: {text}" for text, names in footnotes.items()]
+    for row in b.rows:
+        if row.verified and row.record["reported"]:
+            lines.append(f"- {row.entry['name']}: reported by its authors {_reported(row)}; measured above")
     for row in b.rows:
         for f in row.flags:
             lines.append(f"- ⚠ {row.entry['name']}: `{f['code']}`: {f['message']} (docs/flags.md#{f['code']})")
@@ -278,7 +286,9 @@ def page(b: Board, flags_doc: str = "../../docs/flags.md") -> str:
         for key in [k for k, _ in COLUMNS] + ["avg", "ri"]:
             v = row.value(key)
             iv = row.interval(key)
-            title = f' title="95% interval {iv[0]:.1f}–{iv[1]:.1f}"' if iv else ""
+            said = row.record["reported"].get(key) if row.verified else None
+            extra = f"; reported {said:.2f}" if said is not None else ""
+            title = f' title="95% interval {iv[0]:.1f}–{iv[1]:.1f}{extra}"' if iv else ""
             inline = f'<span class="iv">{iv[0]:.0f}–{iv[1]:.0f}</span>' if iv else ""
             sort = "" if v is None else f"{v:.4f}"
             cells.append(f'<td class="num" data-sort="{sort}"{title}>{_num(v)}{inline}</td>')
