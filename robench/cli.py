@@ -7,6 +7,7 @@
     robench list defenses|attacks|datasets|backbones|protocols
     robench validate PROTOCOL... [--profile NAME] [--set KEY=VALUE ...]
     robench prepare ntu60|ntu120|imigue|pyskl|manifest --out DIR [--root DIR ...]
+    robench store merge STORE... --into STORE
     robench leaderboard add ENTRY --track NAME [--reported-only] [--root leaderboard]
     robench leaderboard verify RECORD
     robench leaderboard render --format html|markdown|latex|csv|bibtex [--track NAME] [--out PATH]
@@ -242,6 +243,18 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_store(args: argparse.Namespace) -> int:
+    from robench.store import ResultsStore
+
+    missing = [p for p in args.sources if not Path(p).is_file()]
+    if missing:
+        raise RobenchError(f"store merge: {', '.join(missing)} does not exist; give existing results stores")
+    sources = [ResultsStore(p) for p in args.sources]
+    summary = ResultsStore(args.into).merge_from(sources)
+    out.print(f"[green]merged[/] into {escape(args.into)}: {escape(summary.line())}")
+    return 0
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from robench.leaderboard import commands
     from robench.runtime import select_device
@@ -330,6 +343,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list registered components or bundled protocols")
     p.add_argument("kind", choices=LIST_KINDS)
     p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("store", help="operations on results stores (merge shards)")
+    ssub = p.add_subparsers(dest="action", required=True)
+    q = ssub.add_parser("merge", help="copy the cells, models and runs of stores into one, by content key")
+    q.add_argument("sources", nargs="+", help="results stores to merge (read only)")
+    q.add_argument("--into", required=True, help="the store to merge into (created if missing)")
+    p.set_defaults(func=cmd_store)
 
     p = sub.add_parser("leaderboard", help="evaluate entries on a track, verify records, render the leaderboard")
     lsub = p.add_subparsers(dest="action", required=True)

@@ -396,3 +396,82 @@ class ResultsStore:
     def count(self) -> int:
         with self._connect() as con:
             return int(con.execute("SELECT COUNT(*) FROM results").fetchone()[0])
+
+    # -- merging ---------------------------------------------------------------------------------
+    def merge_from(self, sources: list[ResultsStore]) -> MergeSummary:
+        """Copy every cell, model and run of ``sources`` that this store lacks, in one transaction.
+
+        Keys are content hashes, so shards of one plan (one store per job or machine) merge into the
+        store a single run would have written. A key present on both sides must hold the same result:
+        a cell with another ``n``, ``correct`` or per-clip bits, or a model with another spec, is a
+        conflict, and nothing is written. Runs are copied unless an identical one (protocol, start
+        time, layout) is already here. Merging the same sources again writes nothing.
+        """
+        mine = self.cells()
+        my_models = self.models()
+        my_runs = {(r["protocol"], r["started_at"], json.dumps(r["layout"], sort_keys=True)) for r in self.runs()}
+        summary = MergeSummary(sources=[str(s.path) for s in sources])
+        new_cells: dict[str, dict[str, Any]] = {}
+        new_models: dict[str, dict[str, Any]] = {}
+        new_runs: list[dict[str, Any]] = []
+        conflicts: list[str] = []
+        for src in sources:
+            if src.path.resolve() == self.path.resolve():
+                raise StoreError(f"store merge: {src.path} is also the target (--into); merge other stores into it")
+            for cid, row in src.cells().items():
+                other = mine.get(cid) or new_cells.get(cid)
+                if other is None:
+                    new_cells[cid] = row
+                elif (other["n"], other["correct"], other["per_sample"]) != (row["n"], row["correct"],
+                                                                             row["per_sample"]):
+                    conflicts.append(f"cell {cid} ({row['defense']}, {row['attack'] or 'clean'}, {row['scenario']}): "
+                                     f"{other['correct']}/{other['n']} vs {row['correct']}/{row['n']} in {src.path}")
+                else:
+                    summary.cells_present += 1
+            for mid, model in src.models().items():
+                other_model = my_models.get(mid) or new_models.get(mid)
+                if other_model is None:
+                    new_models[mid] = model
+                elif other_model["spec"] != model["spec"]:
+                    conflicts.append(f"model {mid}: another spec in {src.path}")
+            for run in src.runs():
+                key = (run["protocol"], run["started_at"], json.dumps(run["layout"], sort_keys=True))
+                if key not in my_runs:
+                    my_runs.add(key)
+                    new_runs.append(run)
+        if conflicts:
+            raise StoreError(f"store merge into {self.path}: {len(conflicts)} conflict(s), nothing written (the same "
+                             f"key with another result: runs of different code, precision or device?): "
+                             + "; ".join(conflicts[:5]) + (" ..." if len(conflicts) > 5 else ""))
+        with self._transaction() as con:
+            for row in new_cells.values():
+                cols = [c.strip() for c in _RESULT_COLUMNS.split(",")]
+                con.execute(f"INSERT OR IGNORE INTO results ({_RESULT_COLUMNS}) VALUES ({','.join('?' * len(cols))})",
+                            [row.get(c) for c in cols])
+            for m in new_models.values():
+                con.execute("INSERT OR IGNORE INTO models VALUES (?,?,?,?,?,?,?)",
+                            (m["model_id"], json.dumps(m["spec"], sort_keys=True), json.dumps(m["summary"]),
+                             json.dumps(m["history"]), m["train_seconds"], m["device"], m["created_at"]))
+            for r in new_runs:
+                con.execute("INSERT INTO runs (protocol, protocol_path, overrides, data, layout, started_at, "
+                            "finished_at, status, robench_version, git_commit, device) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                            (r["protocol"], r["protocol_path"], json.dumps(r["overrides"]),
+                             json.dumps(r["data"], default=str), json.dumps(r["layout"]), r["started_at"],
+                             r["finished_at"], r["status"], r["robench_version"], r["git_commit"], r["device"]))
+        summary.cells_added, summary.models_added, summary.runs_added = len(new_cells), len(new_models), len(new_runs)
+        return summary
+
+
+@dataclass
+class MergeSummary:
+    """What :meth:`ResultsStore.merge_from` did: rows added, and cells that were already here with the same result."""
+
+    sources: list[str]
+    cells_added: int = 0
+    cells_present: int = 0
+    models_added: int = 0
+    runs_added: int = 0
+
+    def line(self) -> str:
+        return (f"{self.cells_added} cell(s), {self.models_added} model(s) and {self.runs_added} run(s) added from "
+                f"{len(self.sources)} store(s); {self.cells_present} cell(s) were already here with the same result")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -246,3 +247,57 @@ def test_killed_run_resumes_to_identical_results(tmp_path: Path) -> None:
     assert ref_w.keys() == w.keys()
     for mid in ref_w:
         assert all(torch.equal(ref_w[mid][k], w[mid][k]) for k in ref_w[mid]), f"model {mid} differs after resume"
+
+
+# -- robench store merge ------------------------------------------------------------------------------
+
+def _shard(src: Path, dst: Path, keep: Callable[[int], bool]) -> Path:
+    """A copy of ``src`` holding only the cells whose position (in cell-id order) ``keep`` accepts."""
+    import shutil
+    import sqlite3
+
+    shutil.copy(src, dst)
+    con = sqlite3.connect(dst)
+    ids = [r[0] for r in con.execute("SELECT cell_id FROM results ORDER BY cell_id")]
+    con.executemany("DELETE FROM results WHERE cell_id=?", [(c,) for i, c in enumerate(ids) if not keep(i)])
+    con.commit()
+    con.close()
+    return dst
+
+
+def test_store_merge_joins_shards_once_and_refuses_conflicts(tiny_run: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Two shards of one run merge into the store the run wrote (same cells, bit for bit, same report);
+    merging again adds nothing; a cell with another result is refused and nothing is written."""
+    import sqlite3
+
+    a = _shard(tiny_run, tmp_path / "a.sqlite", lambda i: i % 2 == 0)
+    b = _shard(tiny_run, tmp_path / "b.sqlite", lambda i: i % 2 == 1)
+    into = tmp_path / "merged.sqlite"
+    assert run_cli("store", "merge", str(a), str(b), "--into", str(into)) == 0
+    whole, merged = ResultsStore(tiny_run).cells(), ResultsStore(into).cells()
+    assert set(merged) == set(whole) and len(merged) == 8
+    for cid, row in whole.items():
+        assert (merged[cid]["correct"], merged[cid]["per_sample"]) == (row["correct"], row["per_sample"])
+    assert len(ResultsStore(into).models()) == 2 and len(ResultsStore(into).runs()) == 1  # the run once
+    capsys.readouterr()
+    assert run_cli("store", "merge", str(a), str(b), "--into", str(into)) == 0
+    assert "0 cell(s), 0 model(s) and 0 run(s) added" in capsys.readouterr().out
+    reports = []
+    for store in (tiny_run, into):
+        assert run_cli("report", "--store", str(store), "--format", "markdown") == 0
+        reports.append(capsys.readouterr().out.replace(str(store), "STORE"))
+    assert reports[0] == reports[1] and "AT-RS" in reports[0]
+    # a conflicting shard: the same cell, another result
+    bad = _shard(tiny_run, tmp_path / "bad.sqlite", lambda i: True)
+    con = sqlite3.connect(bad)
+    con.execute("UPDATE results SET correct = correct + 1, per_sample = NULL WHERE scenario = 'RS'")
+    con.commit()
+    con.close()
+    before = into.read_bytes()
+    assert run_cli("store", "merge", str(bad), "--into", str(into)) == 2
+    err = capsys.readouterr().err
+    assert "conflict" in err and "nothing written" in err and "Traceback" not in err
+    assert into.read_bytes() == before
+    assert run_cli("store", "merge", str(into), "--into", str(into)) == 2
+    assert "also the target" in capsys.readouterr().err
