@@ -107,7 +107,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 out.print(f"robench: {summary.adopted.message()}")
             out.print(f"[green]done[/] {protocol.name}: {summary.cells_written} cell(s) written, "
                       f"{summary.cells_skipped} already stored; {len(summary.models_trained)} model(s) trained, "
-                      f"{len(summary.models_loaded)} loaded from cache; {summary.seconds:.1f}s.")
+                      f"{len(summary.models_loaded)} loaded from cache; {summary.seconds:.1f}s."
+                      + (f" {summary.cells_left} cell(s) were being computed by other runs of this plan."
+                         if summary.cells_left else ""))
     out.print("Render with: robench report --format markdown" + (f" --store {args.store}" if args.store else ""))
     return 0
 

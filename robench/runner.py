@@ -4,6 +4,11 @@ Work is skipped wherever its result exists: cells already in the store are not r
 already in the cache are loaded rather than trained, and a model whose cells are all stored is not
 even loaded. Each cell is written the moment it finishes, so a run killed at any point re-runs to
 the same results without duplicates.
+
+Several runs of one plan (processes on one host sharing the store and the model cache) split the
+work: a model another run is training is skipped and come back to, and each cell is claimed in the
+store before it is computed (:meth:`ResultsStore.claim`), so every cell is computed once. A claim of
+a run that was killed is taken over by the next run.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -25,7 +31,7 @@ from robench.protocol.schema import Protocol
 from robench.registry import DATASETS
 from robench.run_layout import RunLayout
 from robench.runtime import RuntimeOptions, configure, device_name, git_commit
-from robench.store import CellRow, ResultsStore
+from robench.store import CellRow, ResultsStore, worker_id
 from robench.train.cache import ModelCache
 from robench.train.trainer import TrainedModel, train_model
 
@@ -69,6 +75,8 @@ class RunSummary:
     seconds: float = 0.0
     #: results of an older identity format recorded under their new ids (:mod:`robench.legacy`)
     adopted: Adopted = field(default_factory=Adopted)
+    #: cells of the plan still not stored at the end: other workers were computing them
+    cells_left: int = 0
 
 
 def plan_status(plan: Plan, store: ResultsStore, cache: ModelCache) -> PlanStatus:
@@ -84,6 +92,8 @@ class Runner:
         self.data_dir = data_dir
         self.runtime = runtime or RuntimeOptions.for_device(device)
         self._providers: dict[str, DatasetProvider] = {}
+        #: this process as a worker (``host:pid``): the owner of its claims on cells
+        self.worker = worker_id()
         configure(device, self.runtime.tf32)
 
     def provider(self, plan: Plan, variant: str) -> DatasetProvider:
@@ -116,23 +126,12 @@ class Runner:
         try:
             todo = status.to_evaluate
             with self.progress.task(f"{protocol.name}: cells", len(todo), transient=False) as cells_bar:
-                for job in plan.models.values():
-                    pending = status.pending_cells(job.id)
-                    if not pending:
-                        continue
-                    trained = self._model(plan, job, summary)
-                    provider = self.provider(plan, job.variant)
-                    for cell in pending:
-                        split = provider.split(cell.evaluation.split)
-                        label = _cell_label(plan, job, cell)
-                        result = evaluate_cell(trained.model, split, cell, self.device, self.progress, label,
-                                               self.runtime)
-                        self.store.write_cell(_row(protocol, job, cell, result, dev))
-                        summary.cells_written += 1
-                        cells_bar.advance(1)
-                        self.progress.log(f"{label}: {100 * result.accuracy:.2f}% of {result.n} "
-                                          f"({result.seconds:.1f}s)")
-                    del trained
+                # first pass: models no other worker is training; second: wait for those that were busy
+                deferred = self._pass(plan, [j for j in plan.models.values() if status.pending_cells(j.id)],
+                                      status, summary, dev, cells_bar, wait=False)
+                self._pass(plan, deferred, status, summary, dev, cells_bar, wait=True)
+            todo_ids = {c.id for c in todo}
+            summary.cells_left = len(todo_ids - self.store.existing(todo_ids))
             outcome = "complete"
         except KeyboardInterrupt:
             outcome = "interrupted"
@@ -142,9 +141,47 @@ class Runner:
         summary.seconds = time.perf_counter() - t0
         return summary
 
-    def _model(self, plan: Plan, job: ModelJob, summary: RunSummary) -> TrainedModel:
-        """Load ``job``'s model from the cache, or train it (once, under a per-model lock)."""
-        with self.cache.lock(job.id):
+    def _pass(self, plan: Plan, jobs: list[ModelJob], status: PlanStatus, summary: RunSummary, dev: str,
+              cells_bar: Any, wait: bool) -> list[ModelJob]:
+        """Train or load each job's model and evaluate the cells of it that no other worker holds.
+
+        With ``wait=False`` a model that another process is training right now is skipped and returned,
+        so this worker takes other work meanwhile; with ``wait=True`` it waits for that model.
+        """
+        deferred = []
+        for job in jobs:
+            cells = status.pending_cells(job.id)
+            stored_now = self.store.existing(c.id for c in cells)  # other workers may have written some
+            pending = [c for c in cells if c.id not in stored_now]
+            if not pending:
+                continue
+            trained = self._model(plan, job, summary, wait)
+            if trained is None:
+                deferred.append(job)
+                continue
+            provider = self.provider(plan, job.variant)
+            for cell in pending:
+                if not self.store.claim(cell.id, self.worker):
+                    continue  # stored meanwhile, or another live worker is computing it
+                try:
+                    split = provider.split(cell.evaluation.split)
+                    label = _cell_label(plan, job, cell)
+                    result = evaluate_cell(trained.model, split, cell, self.device, self.progress, label, self.runtime)
+                    self.store.write_cell(_row(plan.protocol, job, cell, result, dev))
+                finally:
+                    self.store.release(cell.id, self.worker)
+                summary.cells_written += 1
+                cells_bar.advance(1)
+                self.progress.log(f"{label}: {100 * result.accuracy:.2f}% of {result.n} ({result.seconds:.1f}s)")
+            del trained
+        return deferred
+
+    def _model(self, plan: Plan, job: ModelJob, summary: RunSummary, wait: bool = True) -> TrainedModel | None:
+        """Load ``job``'s model from the cache, or train it (once, under a per-model lock); None if another
+        process holds the lock and ``wait`` is False."""
+        with self.cache.lock(job.id, wait) as held:
+            if not held:
+                return None
             if self.cache.has(job.id):
                 trained = self.cache.load(job, self.device, self.runtime)
                 summary.models_loaded.append(job.id)
@@ -152,7 +189,7 @@ class Runner:
                     self.store.write_model(job.id, job.spec, trained.summary, trained.history, trained.train_seconds,
                                            device_name(self.device))
                 return trained
-            base = self._model(plan, plan.models[job.base], summary) if job.base else None
+            base = self._model(plan, plan.models[job.base], summary) if job.base else None  # waits for it
             provider = self.provider(plan, job.variant)
             train_set = provider.split("train")
             trained = train_model(job, train_set, self.device, self.progress, self.cache.dir(job.id),

@@ -14,6 +14,10 @@ Tables:
 ``runs``
     one row per ``robench run``: the protocol as run and the map from its tables to cells, so a
     report can be rendered from the store alone.
+``claims``
+    cells being computed right now: which worker (``host:pid``) took each and until when (schema 3),
+    so that several ``robench run`` processes on one plan compute each cell once
+    (:meth:`ResultsStore.claim`).
 
 Writes are atomic (one transaction per row, ``INSERT OR IGNORE`` on the content key): a killed run
 leaves only complete rows, a re-run skips them, and two processes writing the same store at the
@@ -23,6 +27,8 @@ same time lose nothing (WAL journal, busy timeout).
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -37,7 +43,7 @@ import pandas as pd
 
 from robench.errors import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -79,6 +85,7 @@ CREATE TABLE IF NOT EXISTS models (
     device TEXT,
     created_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS claims (cell_id TEXT PRIMARY KEY, worker TEXT NOT NULL, expires REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     run_id INTEGER PRIMARY KEY AUTOINCREMENT,
     protocol TEXT NOT NULL,
@@ -99,6 +106,26 @@ CREATE TABLE IF NOT EXISTS runs (
 _RESULT_COLUMNS = ("cell_id, model_id, protocol, dataset, dataset_params, defense, defense_params, attack, "
                    "attack_params, scenario, eps, eps_rgb, eps_skeleton, n, correct, accuracy, per_sample, seed, "
                    "duration_s, robench_version, git_commit, torch_version, device, created_at, spec, details")
+
+
+def worker_id() -> str:
+    """This process as a worker: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def worker_alive(worker: str) -> bool:
+    """False only for a worker of this host whose process is gone; another host's worker counts as alive
+    (its claim ends with its lease)."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def utc_now() -> str:
@@ -191,6 +218,9 @@ class ResultsStore:
             columns = {r[1] for r in con.execute("PRAGMA table_info(results)")}
             if version < 2 and "details" not in columns:
                 con.execute("ALTER TABLE results ADD COLUMN details TEXT")
+            if version < 3:
+                con.execute("CREATE TABLE IF NOT EXISTS claims (cell_id TEXT PRIMARY KEY, worker TEXT NOT NULL, "
+                            "expires REAL NOT NULL)")
             con.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
             con.execute("COMMIT")
         except BaseException:
@@ -324,6 +354,29 @@ class ResultsStore:
     def finish_run(self, run_id: int, status: str) -> None:
         with self._transaction() as con:
             con.execute("UPDATE runs SET finished_at=?, status=? WHERE run_id=?", (utc_now(), status, run_id))
+
+    # -- claiming work --------------------------------------------------------------------------
+    def claim(self, cell_id: str, worker: str, lease_s: float = 6 * 3600.0) -> bool:
+        """Take ``cell_id`` for ``worker`` (``host:pid``, see :func:`worker_id`) unless it is stored or
+        another live worker holds it; returns whether this worker now holds it.
+
+        A claim is free again when its lease expires, or at once when its worker ran on this host and
+        that process is gone (a killed run): the next worker, or a re-run, takes the cell over.
+        """
+        now = time.time()
+        with self._transaction() as con:
+            if con.execute("SELECT 1 FROM results WHERE cell_id=?", (cell_id,)).fetchone():
+                return False
+            row = con.execute("SELECT worker, expires FROM claims WHERE cell_id=?", (cell_id,)).fetchone()
+            if row is not None and row[0] != worker and row[1] > now and worker_alive(row[0]):
+                return False
+            con.execute("INSERT OR REPLACE INTO claims VALUES (?,?,?)", (cell_id, worker, now + lease_s))
+            return True
+
+    def release(self, cell_id: str, worker: str) -> None:
+        """Drop ``worker``'s claim on ``cell_id`` (after writing it, or on the way out)."""
+        with self._transaction() as con:
+            con.execute("DELETE FROM claims WHERE cell_id=? AND worker=?", (cell_id, worker))
 
     # -- reading ---------------------------------------------------------------------------------
     def existing(self, cell_ids: Iterable[str]) -> set[str]:

@@ -279,7 +279,8 @@ def test_store_merge_joins_shards_once_and_refuses_conflicts(tiny_run: Path, tmp
     assert set(merged) == set(whole) and len(merged) == 8
     for cid, row in whole.items():
         assert (merged[cid]["correct"], merged[cid]["per_sample"]) == (row["correct"], row["per_sample"])
-    assert len(ResultsStore(into).models()) == 2 and len(ResultsStore(into).runs()) == 1  # the run once
+    runs = ResultsStore(tiny_run).runs()
+    assert len(ResultsStore(into).models()) == 2 and len(ResultsStore(into).runs()) == len(runs)  # each run once
     capsys.readouterr()
     assert run_cli("store", "merge", str(a), str(b), "--into", str(into)) == 0
     assert "0 cell(s), 0 model(s) and 0 run(s) added" in capsys.readouterr().out

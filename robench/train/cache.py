@@ -55,14 +55,22 @@ class ModelCache:
         return (d / "model.pt").is_file() and (d / "model.json").is_file()
 
     @contextmanager
-    def lock(self, model_id: str) -> Iterator[None]:
-        """Exclusive lock on one model id across processes (blocks while another holds it)."""
+    def lock(self, model_id: str, wait: bool = True) -> Iterator[bool]:
+        """Exclusive lock on one model id across the processes of one host; yields whether it is held.
+
+        ``wait=True`` blocks while another process holds it (and always yields True); ``wait=False``
+        yields False at once instead, so a worker can take other work meanwhile.
+        """
         d = self.dir(model_id)
         d.mkdir(parents=True, exist_ok=True)
         with open(d / ".lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
             try:
-                yield
+                fcntl.flock(fh, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
