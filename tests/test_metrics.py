@@ -77,3 +77,12 @@ def test_wilson_interval_known_values(correct, n, expected) -> None:
 def test_wilson_interval_empty() -> None:
     lo, hi = wilson_interval(0, 0)
     assert lo != lo and hi != hi  # NaN
+
+
+def test_wilson_interval_is_exact_at_the_ends() -> None:
+    """0 of n and n of n give bounds of exactly 0 and 1 (not 1e-15 off), so the accuracy lies inside."""
+    from robench.report.metrics import wilson_interval
+
+    for n in (1, 7, 12, 160, 16487):
+        assert wilson_interval(0, n)[0] == 0.0 and wilson_interval(n, n)[1] == 1.0
+        assert wilson_interval(0, n)[1] > 0.0 and wilson_interval(n, n)[0] < 1.0
