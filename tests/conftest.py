@@ -86,3 +86,22 @@ def labels() -> torch.Tensor:
 def model(inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> TwoStreamModel:
     """Fitted to (inputs, labels): clean accuracy is 100% by construction."""
     return fitted_model(inputs, labels)
+
+
+def linear_probe(xtr: torch.Tensor, ytr: torch.Tensor, xte: torch.Tensor, yte: torch.Tensor, classes: int) -> float:
+    """Test accuracy of an L2-regularised multinomial logistic regression on standardised features (L-BFGS)."""
+    xtr, xte = xtr.double(), xte.double()
+    mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
+    xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
+    w = torch.zeros(xtr.shape[1], classes, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=100)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(xtr @ w + b, ytr) + 1e-2 * w.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)  # type: ignore[no-untyped-call]
+    return ((xte @ w + b).argmax(1) == yte).double().mean().item()

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import linear_probe
 from robench.data.synthetic import SyntheticConfig, generate_split
 from robench.data.synthetic.actions import ACTIONS
 from robench.errors import RobenchError
@@ -98,24 +99,6 @@ def test_a_tiny_pretraining_run_writes_loadable_weights_and_its_record(tmp_path:
         pretrain(PretrainConfig(clips_per_action=1, batch_size=64), tmp_path / "x.pt", torch.device("cpu"))
 
 
-def _probe(xtr: torch.Tensor, ytr: torch.Tensor, xte: torch.Tensor, yte: torch.Tensor, classes: int) -> float:
-    """Test accuracy of an L2-regularised multinomial logistic regression (standardised features, L-BFGS)."""
-    mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
-    xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
-    w = torch.zeros(xtr.shape[1], classes, dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], max_iter=100)
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(xtr @ w + b, ytr) + 1e-2 * w.pow(2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)  # type: ignore[no-untyped-call]
-    return ((xte @ w + b).argmax(1) == yte).double().mean().item()
-
-
 def test_pretrained_features_see_bodies_not_rooms() -> None:
     """A linear probe on the frozen built-in features: well above chance on the quickstart's data, at
     chance on the same clips with the bodies removed (backgrounds, lighting and noise only)."""
@@ -129,8 +112,8 @@ def test_pretrained_features_see_bodies_not_rooms() -> None:
             feats = torch.cat([net(ds.rgb[i:i + 64].float() / 255)[0] for i in range(0, len(ds.label), 64)])
         return feats.double(), ds.label
 
-    with_bodies = _probe(*features("train", True), *features("test", True), cfg.classes)
-    without = _probe(*features("train", False), *features("test", False), cfg.classes)
+    with_bodies = linear_probe(*features("train", True), *features("test", True), cfg.classes)
+    without = linear_probe(*features("train", False), *features("test", False), cfg.classes)
     # 128 test clips, chance 1/8: 29 or more right (> 0.22) happens by luck with probability 0.1% (binomial)
     assert without < 0.22, without
     assert with_bodies > 0.5, with_bodies

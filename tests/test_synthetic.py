@@ -10,6 +10,7 @@ from functools import cache
 import pytest
 import torch
 
+from conftest import linear_probe
 from robench.data.base import TensorClipDataset
 from robench.data.synthetic import (
     ACTION_NAMES,
@@ -273,26 +274,12 @@ def test_scenes_are_rooms_shared_by_both_splits() -> None:
 
 def _motion_probe(train: TensorClipDataset, test: TensorClipDataset, classes: int) -> float:
     """Test accuracy of a linear RGB model on where and how much each pixel changes over the clip and
-    on the mean frame (standardised; L2-regularised multinomial logistic regression, L-BFGS)."""
+    on the mean frame (:func:`conftest.linear_probe`)."""
     def features(rgb: torch.Tensor) -> torch.Tensor:
         grey = rgb.double().mean(dim=1) / 255  # [N, T, H, W]
         return torch.cat([grey.std(dim=1).flatten(1), grey.mean(dim=1).flatten(1)], dim=1)
 
-    xtr, xte = features(train.rgb), features(test.rgb)
-    mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
-    xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
-    w = torch.zeros(xtr.shape[1], classes, dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], max_iter=100)
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(xtr @ w + b, train.label) + 1e-2 * w.pow(2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)  # type: ignore[no-untyped-call]
-    return ((xte @ w + b).argmax(1) == test.label).double().mean().item()
+    return linear_probe(features(train.rgb), train.label, features(test.rgb), test.label, classes)
 
 
 @pytest.mark.parametrize("scenes", [0, 17])

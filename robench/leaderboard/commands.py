@@ -14,7 +14,6 @@ from robench.leaderboard.evaluate import (
     build_record,
     clips_digest,
     entry_protocol,
-    per_sample_digest,
     relative_source,
     reported_record,
     run_entry,
@@ -108,7 +107,7 @@ def verify(record_path: str, where: Where, track_file: str | None = None) -> Ver
         ev = run_entry(entry, track, ResultsStore(Path(tmp) / "verify.sqlite"), ModelCache(where.cache),
                        where.cache / "data", where.device, progress)
         fresh = build_record(entry, track, ev, where.device, record["entry"]["source"])
-        found = per_sample_digest(ev)
+    found = fresh["per_sample_digest"]
     differing = [c for c in record["per_sample"] if record["per_sample"][c] != fresh["per_sample"].get(c)]
     return Verification(path, found == record["per_sample_digest"], record["per_sample_digest"], found, differing)
 

@@ -21,6 +21,7 @@ import torch
 
 from robench import __version__
 from robench.errors import RobenchError
+from robench.evaluate import CellDetails
 from robench.hashing import content_hash
 from robench.leaderboard.entry import Entry, OutsideModel, ProtocolModel
 from robench.leaderboard.record import COLUMNS, RECORD_SCHEMA, encode_bits
@@ -190,8 +191,6 @@ def build_record(entry: Entry, track: Track, ev: Evaluation, device: torch.devic
                 raw = stored.get("details")
                 if raw is None:
                     continue
-                from robench.evaluate import CellDetails
-
                 for stage in CellDetails.from_json(json.loads(raw)).stages:
                     bits, _ = index.robust(vid, entry.id, seed, f"{attack_id}@{stage}", scenario, eps)
                     if bits is not None:

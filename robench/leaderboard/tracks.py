@@ -26,10 +26,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from robench.errors import RobenchError
 from robench.hashing import content_hash
+from robench.leaderboard.entry import read_mapping
+from robench.params import parse_number
 
 #: keys of a track file
 TRACK_KEYS = ("name", "title", "version", "description", "dataset", "evaluation", "clips", "threat", "eps",
@@ -94,13 +94,9 @@ class Track:
 
 
 def parse_eps(value: Any) -> float:
-    """``8/255``-style fraction or number -> float."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    text = str(value)
-    num, _, den = text.partition("/")
+    """``8/255``-style fraction or number -> float (:func:`robench.params.parse_number`)."""
     try:
-        return float(num) / float(den) if den else float(num)
+        return parse_number(value)
     except ValueError:
         raise RobenchError(f"eps {value!r} is not a number or a fraction like 8/255") from None
 
@@ -117,12 +113,7 @@ def load_track(name: str | Path) -> Track:
     path = bundled.get(str(name)) or Path(name)
     if not path.is_file():
         raise RobenchError(f"unknown track {str(name)!r}; bundled tracks: {', '.join(bundled)} (or a track file)")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise RobenchError(f"track {path}: not valid YAML ({exc})") from None
-    if not isinstance(data, dict):
-        raise RobenchError(f"track {path}: expected a mapping of {', '.join(TRACK_KEYS)}")
+    data = read_mapping(path, "track")
     unknown = sorted(set(data) - set(TRACK_KEYS))
     if unknown:
         raise RobenchError(f"track {path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(TRACK_KEYS)}")
