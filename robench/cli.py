@@ -33,10 +33,15 @@ from robench import __version__
 from robench.errors import RobenchError
 
 if TYPE_CHECKING:  # the commands import these where they use them, so that the command line starts fast
+    import torch
+
+    from robench.distributed import Ranks
     from robench.plan import Cell, ModelJob
     from robench.protocol import Protocol
     from robench.runner import PlanStatus
+    from robench.runtime import RuntimeOptions
     from robench.store import ResultsStore
+    from robench.train.cache import ModelCache
 
 DEFAULT_STORE = "results/robench.sqlite"
 LIST_KINDS = ("defenses", "attacks", "datasets", "backbones", "protocols")
@@ -74,9 +79,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from robench.distributed import Ranks
     from robench.plan import make_plan
-    from robench.progress import Progress
-    from robench.runner import Runner, plan_status
+    from robench.runner import plan_status
     from robench.runtime import RuntimeOptions, select_device
     from robench.store import ResultsStore
     from robench.train.cache import ModelCache
@@ -88,21 +93,44 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise RobenchError(f"model cache {_cache_dir(args)} is a file, not a folder; pass --cache a folder")
     protocols = _load_all(args)
     device = select_device(args.device)
+    ranks = Ranks.from_env(device.type)  # several under torchrun; one otherwise
+    device = ranks.device(device)
     runtime = RuntimeOptions.for_device(device, args.amp, args.channels_last, args.workers, args.tf32)
     store = ResultsStore(_store_path(args))
     cache = ModelCache(_cache_dir(args))
     if args.dry_run:
-        _print_plans([plan_status(make_plan(p, runtime.precision), store, cache) for p in protocols], store)
+        if ranks.main:
+            _print_plans([plan_status(make_plan(p, runtime.precision, ranks.world), store, cache) for p in protocols],
+                         store)
+        ranks.close()
         return 0
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    with Progress(args.progress) as progress:
-        runner = Runner(store, cache, device, progress, _cache_dir(args) / "data", runtime)
+    try:
+        _run_protocols(args, protocols, store, cache, device, runtime, ranks)
+    finally:
+        ranks.close()
+    if ranks.main:
+        out.print("Render with: robench report --format markdown" + (f" --store {args.store}" if args.store else ""))
+    return 0
+
+
+def _run_protocols(args: argparse.Namespace, protocols: list[Protocol], store: ResultsStore, cache: ModelCache,
+                   device: torch.device, runtime: RuntimeOptions, ranks: Ranks) -> None:
+    """Run each protocol in turn (on this rank; only rank 0 prints and writes)."""
+    from robench.progress import Progress
+    from robench.runner import Runner
+
+    with Progress(args.progress if ranks.main else "quiet") as progress:
+        runner = Runner(store, cache, device, progress, _cache_dir(args) / "data", runtime, ranks)
         for protocol in protocols:
-            progress.log(f"robench {__version__}: protocol '{protocol.name}' on {device}; store {store.path}")
+            where = f"{device}" + (f", rank {ranks.rank} of {ranks.world}" if ranks.parallel else "")
+            progress.log(f"robench {__version__}: protocol '{protocol.name}' on {where}; store {store.path}")
             summary = runner.run(protocol, args.set or [])
+            if not ranks.main:
+                continue
             if summary.adopted.models or summary.adopted.cells:
                 out.print(f"robench: {summary.adopted.message()}")
             out.print(f"[green]done[/] {protocol.name}: {summary.cells_written} cell(s) written, "
@@ -110,8 +138,6 @@ def cmd_run(args: argparse.Namespace) -> int:
                       f"{len(summary.models_loaded)} loaded from cache; {summary.seconds:.1f}s."
                       + (f" {summary.cells_left} cell(s) were being computed by other runs of this plan."
                          if summary.cells_left else ""))
-    out.print("Render with: robench report --format markdown" + (f" --store {args.store}" if args.store else ""))
-    return 0
 
 
 def _print_plans(statuses: list[PlanStatus], store: ResultsStore) -> None:

@@ -10,6 +10,11 @@ against the threat model and then re-classified, and that prediction decides the
 Random starts are seeded per sample (``derive_seed(evaluation.seed, clip index)``), so a cell's
 result does not depend on the batch size or on the refilling, and all models see the same
 starting noise for the same clip (paired comparisons between defenses).
+
+Sharded (``torchrun``, :class:`~robench.distributed.Ranks`): rank r evaluates batches r, r + world, ...
+of the single-process batch list, the per-clip outcomes of every stage are gathered on every rank,
+and the next stage starts from the same remaining clips everywhere. Because every draw is seeded per
+clip, the per-clip results equal a single process's.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import torch
 from robench.attacks.base import Attack, check_adversarial
 from robench.attacks.engine import EngineAttack, Finished, GradientAudit, Model, Rows, make_rows, run_engine
 from robench.data.base import ClipDataset, batch_indices, to_model_inputs
+from robench.distributed import SINGLE, Ranks
 from robench.hashing import derive_seed
 from robench.models.bpda import backward_approximation
 from robench.models.two_stream import TwoStreamModel
@@ -122,11 +128,12 @@ def evaluation_indices(dataset: ClipDataset, cfg: EvaluationConfig) -> torch.Ten
 
 
 def _chunks(model: TwoStreamModel, dataset: ClipDataset, indices: torch.Tensor, positions: np.ndarray,
-            attacked: Sequence[str], cfg: EvaluationConfig, device: torch.device, runtime: RuntimeOptions
-            ) -> Iterator[Rows]:
-    """The clips at ``positions`` of ``indices`` as :class:`Rows`, ``batch_size`` at a time, loaded lazily."""
+            attacked: Sequence[str], cfg: EvaluationConfig, device: torch.device, runtime: RuntimeOptions,
+            ranks: Ranks = SINGLE) -> Iterator[Rows]:
+    """The clips at ``positions`` of ``indices`` as :class:`Rows`, ``batch_size`` at a time, loaded lazily
+    (this rank's batches only)."""
     order = torch.as_tensor(positions, dtype=torch.int64)
-    batches = batch_indices(len(order), cfg.batch_size, indices=order)
+    batches = ranks.strided(batch_indices(len(order), cfg.batch_size, indices=order))
     for pos, batch in zip(batches, runtime.batches(dataset, [indices[p] for p in batches])):
         inputs = to_model_inputs(batch, device, model.modalities)
         labels = batch["label"].to(device, non_blocking=True)
@@ -180,8 +187,13 @@ def _run_stage(model: Model, stage: Attack, label: str, chunks: Iterator[Rows], 
 
 
 def evaluate_cell(model: TwoStreamModel, dataset: ClipDataset, cell: Cell, device: torch.device,
-                  progress: Progress, label: str = "", runtime: RuntimeOptions | None = None) -> CellResult:
-    """Run ``cell`` on ``model`` (clean accuracy or accuracy under its attack)."""
+                  progress: Progress, label: str = "", runtime: RuntimeOptions | None = None,
+                  ranks: Ranks = SINGLE) -> CellResult:
+    """Run ``cell`` on ``model`` (clean accuracy or accuracy under its attack).
+
+    With several ``ranks`` every rank calls this together, evaluates its share of the batches and
+    returns the whole cell's result (the same on every rank).
+    """
     model.eval()
     runtime = runtime or RuntimeOptions()
     cfg = cell.evaluation
@@ -189,7 +201,7 @@ def evaluate_cell(model: TwoStreamModel, dataset: ClipDataset, cell: Cell, devic
     n = len(indices)
     t0 = time.perf_counter()
     if not cell.attack_type:
-        return CellResult(_clean(model, dataset, indices, cfg, device, progress, label, runtime),
+        return CellResult(_clean(model, dataset, indices, cfg, device, progress, label, runtime, ranks),
                           time.perf_counter() - t0)
     attack = ATTACKS.build(cell.attack_type, **cell.attack_params)
     stages = list(attack.stages())
@@ -203,29 +215,38 @@ def evaluate_cell(model: TwoStreamModel, dataset: ClipDataset, cell: Cell, devic
         for k, (name, stage) in enumerate(stages, start=1):
             if remaining.size == 0:
                 break
-            chunks = _chunks(model, dataset, indices, remaining, stage.modalities, cfg, device, runtime)
-            still = np.zeros(n, dtype=bool)
+            chunks = _chunks(model, dataset, indices, remaining, stage.modalities, cfg, device, runtime, ranks)
+            judged: list[_Judged] = []
             with progress.task(f"{label or cell.scenario} {name}", int(remaining.size)) as bar:
                 for j in _run_stage(model, stage, name, chunks, cfg.batch_size):
-                    details.broken_by[j.pos[~j.correct]] = np.where(j.untouched[~j.correct], CLEAN, k)
-                    still[j.pos[j.correct]] = True
-                    for key, values in j.metrics.items():
-                        details.metrics.setdefault(f"{name}/{key}", np.full(n, np.nan))[j.pos] = values
-                    bar.advance(len(j.pos), acc=float((details.broken_by == ROBUST).mean()))
+                    judged.append(j)
+                    bar.advance(len(j.pos) * ranks.world)
+            if ranks.parallel:  # every rank needs every clip's outcome to know what the next stage attacks
+                judged = [j for part in ranks.gather(judged) for j in part]
+            still = np.zeros(n, dtype=bool)
+            for j in judged:
+                details.broken_by[j.pos[~j.correct]] = np.where(j.untouched[~j.correct], CLEAN, k)
+                still[j.pos[j.correct]] = True
+                for key, values in j.metrics.items():
+                    details.metrics.setdefault(f"{name}/{key}", np.full(n, np.nan))[j.pos] = values
             remaining = np.flatnonzero(still)
             if isinstance(stage, EngineAttack):
-                details.gradients.absorb(stage.audit)
+                for audit in ranks.gather(stage.audit):
+                    details.gradients.absorb(audit)
     return CellResult(details.broken_by == ROBUST, time.perf_counter() - t0, details)
 
 
 def _clean(model: TwoStreamModel, dataset: ClipDataset, indices: torch.Tensor, cfg: EvaluationConfig,
-           device: torch.device, progress: Progress, label: str, runtime: RuntimeOptions) -> np.ndarray:
-    outcomes: list[np.ndarray] = []
-    batches = batch_indices(len(indices), cfg.batch_size, indices=indices)
-    with progress.task(label or "eval clean", len(batches)) as bar, runtime.autocast(device), torch.no_grad():
-        for batch in runtime.batches(dataset, batches):
+           device: torch.device, progress: Progress, label: str, runtime: RuntimeOptions,
+           ranks: Ranks = SINGLE) -> np.ndarray:
+    numbered = ranks.strided(list(enumerate(batch_indices(len(indices), cfg.batch_size, indices=indices))))
+    outcomes: dict[int, np.ndarray] = {}
+    with progress.task(label or "eval clean", len(numbered)) as bar, runtime.autocast(device), torch.no_grad():
+        for (b, _), batch in zip(numbered, runtime.batches(dataset, [idx for _, idx in numbered])):
             inputs = to_model_inputs(batch, device, model.modalities)
             labels = batch["label"].to(device, non_blocking=True)
-            outcomes.append((model(inputs).argmax(1) == labels).cpu().numpy())
-            bar.advance(1, acc=float(np.concatenate(outcomes).mean()))
-    return np.concatenate(outcomes) if outcomes else np.zeros(0, dtype=bool)
+            outcomes[b] = (model(inputs).argmax(1) == labels).cpu().numpy()
+            bar.advance(1, acc=float(np.concatenate(list(outcomes.values())).mean()))
+    if ranks.parallel:
+        outcomes = {b: o for part in ranks.gather(outcomes) for b, o in part.items()}
+    return np.concatenate([outcomes[b] for b in sorted(outcomes)]) if outcomes else np.zeros(0, dtype=bool)

@@ -156,11 +156,14 @@ def _fill_input_sizes(variant: Variant, model: dict[str, Component], shapes: dic
     return out
 
 
-def make_plan(protocol: Protocol, precision: Precision = FP32) -> Plan:
+def make_plan(protocol: Protocol, precision: Precision = FP32, ranks: int = 1) -> Plan:
     """Expand a validated protocol into deduplicated model jobs and cells.
 
     ``precision`` is the numeric precision the run trains and evaluates in (fp32 on the CPU,
-    bf16 autocast and TF32 on CUDA by default): part of every model and cell id.
+    bf16 autocast and TF32 on CUDA by default): part of every model and cell id. ``ranks`` is the
+    number of data-parallel processes that train (``torchrun``); above 1 it is part of the id of every
+    model that trains, with ``training.batchnorm`` (dropout masks are drawn per rank, and per-rank
+    BatchNorm sees only a rank's share, so the weights depend on it). Evaluation does not depend on it.
     """
     models: dict[str, ModelJob] = {}
     cells: dict[str, Cell] = {}
@@ -177,7 +180,8 @@ def make_plan(protocol: Protocol, precision: Precision = FP32) -> Plan:
             backbones = _fill_input_sizes(variant, entry.model, shapes, where)
             backbone_identity = {m: component_identity(BACKBONES, c, where=where, key=f"model.{m}")
                                  for m, c in backbones.items()}
-            row = _Row(variant, entry, backbones, dataset_identity, backbone_identity, provider.num_classes, precision)
+            row = _Row(variant, entry, backbones, dataset_identity, backbone_identity, provider.num_classes, precision,
+                       ranks)
             for seed in protocol.seeds:
                 job = _add_job(models, row, entry.defense, seed)
                 if entry.id not in job.defense_ids:
@@ -200,6 +204,7 @@ class _Row:
     backbone_identity: dict[str, dict[str, Any]]
     num_classes: int
     precision: Precision
+    ranks: int = 1
 
 
 def _add_job(models: dict[str, ModelJob], row: _Row, defense: Component, seed: int) -> ModelJob:
@@ -213,6 +218,8 @@ def _add_job(models: dict[str, ModelJob], row: _Row, defense: Component, seed: i
         harness = ATTACKS.get(cfg.attack.type).harness_params
         attack = Component(cfg.attack.type, {k: v for k, v in cfg.attack.params.items() if k not in harness})
         training["attack"] = {**component_identity(ATTACKS, attack), "eps": cfg.attack_eps}
+    if row.ranks > 1 and cls.trains:
+        training["data_parallel"] = {"ranks": row.ranks, "batchnorm": cfg.batchnorm}
     spec: dict[str, Any] = {
         "format": MODEL_FORMAT,
         "dataset": row.dataset_identity,

@@ -9,11 +9,18 @@ Several runs of one plan (processes on one host sharing the store and the model 
 work: a model another run is training is skipped and come back to, and each cell is claimed in the
 store before it is computed (:meth:`ResultsStore.claim`), so every cell is computed once. A claim of
 a run that was killed is taken over by the next run.
+
+Under ``torchrun`` the ranks of one launch act as one worker (:class:`~robench.distributed.Ranks`):
+rank 0 reads the store, takes the model locks and the claims and broadcasts its decisions; every rank
+trains each model together (data parallel) and evaluates its share of each cell; only rank 0 writes
+the model cache and the store, each cell once.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +29,7 @@ import torch
 
 from robench import __version__
 from robench.data.base import DatasetProvider
+from robench.distributed import SINGLE, Ranks
 from robench.errors import DataError
 from robench.evaluate import CellResult, evaluate_cell
 from robench.legacy import Adopted, adopt_legacy
@@ -79,16 +87,21 @@ class RunSummary:
     cells_left: int = 0
 
 
-def plan_status(plan: Plan, store: ResultsStore, cache: ModelCache) -> PlanStatus:
-    return PlanStatus(plan, store.existing(plan.cells), {m for m in plan.models if cache.has(m)})
+def plan_status(plan: Plan, store: ResultsStore, cache: ModelCache, ranks: Ranks = SINGLE) -> PlanStatus:
+    """What is stored and cached for ``plan`` (as rank 0 reads it, on every rank)."""
+    found = (store.existing(plan.cells), {m for m in plan.models if cache.has(m)}) if ranks.main else None
+    stored, cached = ranks.broadcast(found) or (set(), set())
+    return PlanStatus(plan, stored, cached)
 
 
 class Runner:
     """Executes plans against one results store and one model cache on one device."""
 
     def __init__(self, store: ResultsStore, cache: ModelCache, device: torch.device, progress: Progress,
-                 data_dir: Path, runtime: RuntimeOptions | None = None) -> None:
+                 data_dir: Path, runtime: RuntimeOptions | None = None, ranks: Ranks = SINGLE) -> None:
         self.store, self.cache, self.device, self.progress = store, cache, device, progress
+        #: the data-parallel processes this runner is one of (``torchrun``); one process by default
+        self.ranks = ranks
         self.data_dir = data_dir
         self.runtime = runtime or RuntimeOptions.for_device(device)
         self._providers: dict[str, DatasetProvider] = {}
@@ -103,9 +116,9 @@ class Runner:
         return self._providers[variant]
 
     def run(self, protocol: Protocol, overrides: list[str] | tuple[str, ...] = ()) -> RunSummary:
-        plan = make_plan(protocol, self.runtime.precision)
-        adopted = adopt_legacy(plan, self.store, self.cache)
-        status = plan_status(plan, self.store, self.cache)
+        plan = make_plan(protocol, self.runtime.precision, self.ranks.world)
+        adopted = adopt_legacy(plan, self.store, self.cache) if self.ranks.main else Adopted()
+        status = plan_status(plan, self.store, self.cache, self.ranks)
         summary = RunSummary(protocol.name, cells_skipped=len(status.stored), adopted=adopted)
         t0 = time.perf_counter()
         dev = device_name(self.device)
@@ -121,7 +134,8 @@ class Runner:
                     f"--profile {next(iter(profiles))}" if profiles else "")
             raise DataError(f"protocol '{protocol.name}' cannot start:\n  " + "\n  ".join(problems) + hint)
         run_id = self.store.start_run(protocol.name, str(protocol.path), list(overrides), protocol.data,
-                                      RunLayout.from_plan(plan).to_json(), __version__, git_commit(), dev)
+                                      RunLayout.from_plan(plan).to_json(), __version__, git_commit(), dev) \
+            if self.ranks.main else -1
         outcome = "failed"
         try:
             todo = status.to_evaluate
@@ -131,13 +145,15 @@ class Runner:
                                       status, summary, dev, cells_bar, wait=False)
                 self._pass(plan, deferred, status, summary, dev, cells_bar, wait=True)
             todo_ids = {c.id for c in todo}
-            summary.cells_left = len(todo_ids - self.store.existing(todo_ids))
+            summary.cells_left = self.ranks.broadcast(len(todo_ids - self.store.existing(todo_ids))
+                                                      if self.ranks.main else 0)
             outcome = "complete"
         except KeyboardInterrupt:
             outcome = "interrupted"
             raise
         finally:
-            self.store.finish_run(run_id, outcome)
+            if self.ranks.main:
+                self.store.finish_run(run_id, outcome)
         summary.seconds = time.perf_counter() - t0
         return summary
 
@@ -151,7 +167,8 @@ class Runner:
         deferred = []
         for job in jobs:
             cells = status.pending_cells(job.id)
-            stored_now = self.store.existing(c.id for c in cells)  # other workers may have written some
+            # other workers may have written some
+            stored_now = self.ranks.broadcast(self.store.existing(c.id for c in cells) if self.ranks.main else set())
             pending = [c for c in cells if c.id not in stored_now]
             if not pending:
                 continue
@@ -160,32 +177,46 @@ class Runner:
                 deferred.append(job)
                 continue
             provider = self.provider(plan, job.variant)
+            main = self.ranks.main
             for cell in pending:
-                if not self.store.claim(cell.id, self.worker):
+                if not self.ranks.broadcast(self.store.claim(cell.id, self.worker) if main else False):
                     continue  # stored meanwhile, or another live worker is computing it
                 try:
                     split = provider.split(cell.evaluation.split)
                     label = _cell_label(plan, job, cell)
-                    result = evaluate_cell(trained.model, split, cell, self.device, self.progress, label, self.runtime)
-                    self.store.write_cell(_row(plan.protocol, job, cell, result, dev))
+                    result = evaluate_cell(trained.model, split, cell, self.device, self.progress, label, self.runtime,
+                                           self.ranks)
+                    if main:
+                        self.store.write_cell(_row(plan.protocol, job, cell, result, dev))
                 finally:
-                    self.store.release(cell.id, self.worker)
+                    if main:
+                        self.store.release(cell.id, self.worker)
                 summary.cells_written += 1
                 cells_bar.advance(1)
                 self.progress.log(f"{label}: {100 * result.accuracy:.2f}% of {result.n} ({result.seconds:.1f}s)")
             del trained
         return deferred
 
+    @contextmanager
+    def _lock(self, model_id: str, wait: bool) -> Iterator[bool]:
+        """The model's cache lock, taken by rank 0 for every rank; yields whether it is held."""
+        if not self.ranks.main:
+            yield self.ranks.broadcast(False)
+            return
+        with self.cache.lock(model_id, wait) as held:
+            yield self.ranks.broadcast(held)
+
     def _model(self, plan: Plan, job: ModelJob, summary: RunSummary, wait: bool = True) -> TrainedModel | None:
         """Load ``job``'s model from the cache, or train it (once, under a per-model lock); None if another
         process holds the lock and ``wait`` is False."""
-        with self.cache.lock(job.id, wait) as held:
+        main = self.ranks.main
+        with self._lock(job.id, wait) as held:
             if not held:
                 return None
-            if self.cache.has(job.id):
+            if self.ranks.broadcast(self.cache.has(job.id) if main else False):
                 trained = self.cache.load(job, self.device, self.runtime)
                 summary.models_loaded.append(job.id)
-                if job.id not in self.store.models():
+                if main and job.id not in self.store.models():
                     self.store.write_model(job.id, job.spec, trained.summary, trained.history, trained.train_seconds,
                                            device_name(self.device))
                 return trained
@@ -193,10 +224,12 @@ class Runner:
             provider = self.provider(plan, job.variant)
             train_set = provider.split("train")
             trained = train_model(job, train_set, self.device, self.progress, self.cache.dir(job.id),
-                                  name=f"{job.label} seed {job.seed} [{job.id[:8]}]", base=base, runtime=self.runtime)
-            self.cache.save(job, trained, device_name(self.device))
-            self.store.write_model(job.id, job.spec, trained.summary, trained.history, trained.train_seconds,
-                                   device_name(self.device))
+                                  name=f"{job.label} seed {job.seed} [{job.id[:8]}]", base=base, runtime=self.runtime,
+                                  ranks=self.ranks)
+            if main:
+                self.cache.save(job, trained, device_name(self.device))
+                self.store.write_model(job.id, job.spec, trained.summary, trained.history, trained.train_seconds,
+                                       device_name(self.device))
             summary.models_trained.append(job.id)
             return trained
 

@@ -79,6 +79,9 @@ class TrainingConfig:
             statistics, the default) or "train".
         max_steps_per_epoch: cap on SGD steps per epoch (smoke tests), null = the whole training set.
         grad_clip: clip the global gradient norm to this value (null = off).
+        batchnorm: BatchNorm statistics in training under ``torchrun``: "sync" (over the global batch,
+            SyncBatchNorm; CUDA only) or "per-rank" (each rank over its own share). Part of a model's
+            identity only when it is trained on several ranks; one process always uses the whole batch.
     """
 
     epochs: int = 20
@@ -92,6 +95,7 @@ class TrainingConfig:
     attack_mode: Literal["eval", "train"] = "eval"
     max_steps_per_epoch: int | None = None
     grad_clip: float | None = None
+    batchnorm: Literal["sync", "per-rank"] = "sync"
     #: the training attack (set from ``training.attack``; not a plain key)
     attack: Component = field(default_factory=lambda: Component(
         "pgd", {"steps": 10, "step_size": 2 / 255, "random_start": True, "early_stop": False}))
@@ -100,9 +104,10 @@ class TrainingConfig:
 
     def identity(self) -> dict[str, Any]:
         """The settings of this config that determine a trained model, the training attack aside
-        (it is part of a model's identity only for defenses that declare ``uses_training_attack``)."""
+        (it is part of a model's identity only for defenses that declare ``uses_training_attack``) and
+        ``batchnorm`` (part of it only with several ranks, :func:`robench.plan.make_plan`)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.name not in ("attack", "attack_eps")}
+                if f.name not in ("attack", "attack_eps", "batchnorm")}
 
 
 @dataclass(frozen=True)

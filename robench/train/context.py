@@ -89,13 +89,23 @@ class TrainContext:
         return attack
 
     def adversarial(self, model: nn.Module, inputs: Inputs, labels: Tensor, modalities: Sequence[str]) -> Inputs:
-        """Training-time adversarial inputs on ``modalities`` (the model's mode is restored after)."""
+        """Training-time adversarial inputs on ``modalities``.
+
+        The attack differentiates with respect to the inputs only: the model's parameters are frozen
+        while it runs (no weight gradients are computed, and under DistributedDataParallel nothing is
+        all-reduced), and the model's mode and the parameters' ``requires_grad`` are restored after.
+        """
         attack = self.make_attack(modalities)
         was_training = model.training
         model.train(self.attack_mode == "train")
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        for p in trainable:
+            p.requires_grad_(False)
         try:
             return attack(model, inputs, labels)
         finally:
+            for p in trainable:
+                p.requires_grad_(True)
             model.train(was_training)
 
     def batches(self, shuffle: bool = True, generator: torch.Generator | None = None,

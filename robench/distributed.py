@@ -1,0 +1,147 @@
+"""Data parallelism across processes: the ranks of a ``torchrun`` launch, as one :class:`Ranks` value.
+
+``torchrun --nproc_per_node=N -m robench run ...`` starts N processes with ``RANK``, ``WORLD_SIZE`` and
+``LOCAL_RANK`` set; :meth:`Ranks.from_env` joins them into one process group (NCCL on CUDA, gloo on
+the CPU) and gives each its device. Everything else in robench sees only a :class:`Ranks`:
+
+- training (:mod:`robench.train.trainer`) splits every global batch of the single-process run into
+  ``world`` contiguous shares (:meth:`Ranks.share`) and averages gradients with
+  DistributedDataParallel;
+- evaluation (:mod:`robench.evaluate`) gives rank r the batches ``r, r + world, ...`` of the
+  single-process batch list (:meth:`Ranks.strided`) and gathers the per-clip results
+  (:meth:`Ranks.gather`), so every rank ends with the whole cell;
+- the runner lets rank 0 decide (which model to train, which cell to claim) and broadcasts the
+  decision (:meth:`Ranks.broadcast`); only rank 0 writes the store and the model cache.
+
+A single process is ``Ranks()`` (rank 0 of 1): every method is then a no-op, so the code paths are
+the same with and without ``torchrun`` (REFERENCE.md section 9).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+
+from robench.errors import RobenchError
+
+T = TypeVar("T")
+
+#: the environment variables torchrun sets for every process it starts
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place among the data-parallel processes of one run.
+
+    Attributes:
+        rank: this process's index, 0 .. world - 1 (rank 0 writes results and checkpoints).
+        world: the number of processes (1: no process group, every method is a no-op).
+        local_rank: the index on this host (which GPU it drives).
+    """
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """Whether this process writes: rank 0."""
+        return self.rank == 0
+
+    @property
+    def parallel(self) -> bool:
+        return self.world > 1
+
+    @classmethod
+    def from_env(cls, device_type: str, timeout_s: float = 1800.0) -> Ranks:
+        """The ranks torchrun described in the environment, with the process group started; ``Ranks()``
+        when ``WORLD_SIZE`` is unset or 1 (a plain ``robench run``).
+
+        ``device_type`` picks the backend: NCCL for "cuda", gloo otherwise. ``timeout_s`` bounds how long
+        a collective waits for a slow rank (training one model can take hours on rank 0 while the
+        others wait only at the next collective, so the default is generous).
+        """
+        world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+        if world <= 1:
+            return cls()
+        missing = [v for v in TORCHRUN_VARIABLES if v not in os.environ]
+        if missing:
+            raise RobenchError(f"WORLD_SIZE={world} but {', '.join(missing)} unset: start data-parallel runs with "
+                               "torchrun --nproc_per_node=N -m robench run ... (it sets all of "
+                               f"{', '.join(TORCHRUN_VARIABLES)})")
+        ranks = cls(int(os.environ["RANK"]), world, int(os.environ["LOCAL_RANK"]))
+        if not dist.is_initialized():
+            backend = "nccl" if device_type == "cuda" else "gloo"
+            dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+        return ranks
+
+    def device(self, device: torch.device) -> torch.device:
+        """This rank's device: ``cuda:LOCAL_RANK`` when ``device`` is CUDA, else ``device`` itself."""
+        if self.parallel and device.type == "cuda":
+            return torch.device("cuda", self.local_rank)
+        return device
+
+    def close(self) -> None:
+        """Leave the process group (at the end of a run)."""
+        if self.parallel and dist.is_initialized():
+            dist.destroy_process_group()
+
+    # -- splitting work --------------------------------------------------------------------------
+    def share(self, batch: torch.Tensor) -> torch.Tensor:
+        """This rank's contiguous share of one global batch (sizes differ by at most one clip)."""
+        if not self.parallel:
+            return batch
+        return torch.tensor_split(batch, self.world)[self.rank]
+
+    def strided(self, items: Sequence[T]) -> list[T]:
+        """Items ``rank, rank + world, ...`` of ``items`` (evaluation batches; nothing is padded)."""
+        return list(items[self.rank :: self.world])
+
+    # -- collectives -----------------------------------------------------------------------------
+    def broadcast(self, value: T) -> T:
+        """Rank 0's ``value`` on every rank (any picklable object)."""
+        if not self.parallel:
+            return value
+        box: list[Any] = [value if self.main else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, value: T) -> list[T]:
+        """Every rank's ``value``, in rank order, on every rank."""
+        if not self.parallel:
+            return [value]
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, value)
+        return out
+
+    def sum(self, values: Sequence[float]) -> list[float]:
+        """Element-wise sums of ``values`` over the ranks (float64; e.g. an epoch's loss totals)."""
+        if not self.parallel:
+            return list(values)
+        t = torch.tensor(list(values), dtype=torch.float64)
+        if dist.get_backend() == "nccl":
+            t = t.cuda()
+        dist.all_reduce(t)
+        return [float(x) for x in t.cpu()]
+
+    def sync_state(self, module: torch.nn.Module) -> None:
+        """Overwrite every rank's parameters and buffers with rank 0's, in place."""
+        if not self.parallel:
+            return
+        for tensor in module.state_dict().values():
+            dist.broadcast(tensor, src=0)
+
+    def barrier(self) -> None:
+        if self.parallel:
+            dist.barrier()
+
+
+#: a single process: rank 0 of 1
+SINGLE = Ranks()
