@@ -35,6 +35,7 @@ from robench.errors import RobenchError
 if TYPE_CHECKING:  # the commands import these where they use them, so that the command line starts fast
     import torch
 
+    from robench.cluster.shard import Shard
     from robench.distributed import Ranks
     from robench.plan import Cell, ModelJob
     from robench.protocol import Protocol
@@ -79,6 +80,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from robench.cluster.shard import Shard
     from robench.distributed import Ranks
     from robench.plan import make_plan
     from robench.runner import plan_status
@@ -91,6 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise RobenchError(f"run {flag} {value}: allowed: an integer >= {least}")
     if _cache_dir(args).exists() and not _cache_dir(args).is_dir():
         raise RobenchError(f"model cache {_cache_dir(args)} is a file, not a folder; pass --cache a folder")
+    shard = Shard.parse(args.shard) if args.shard is not None else None
     protocols = _load_all(args)
     device = select_device(args.device)
     ranks = Ranks.from_env(device.type)  # several under torchrun; one otherwise
@@ -109,7 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     try:
-        _run_protocols(args, protocols, store, cache, device, runtime, ranks)
+        _run_protocols(args, protocols, store, cache, device, runtime, ranks, shard)
     finally:
         ranks.close()
     if ranks.main:
@@ -118,7 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_protocols(args: argparse.Namespace, protocols: list[Protocol], store: ResultsStore, cache: ModelCache,
-                   device: torch.device, runtime: RuntimeOptions, ranks: Ranks) -> None:
+                   device: torch.device, runtime: RuntimeOptions, ranks: Ranks, shard: Shard | None) -> None:
     """Run each protocol in turn (on this rank; only rank 0 prints and writes)."""
     from robench.progress import Progress
     from robench.runner import Runner
@@ -126,9 +129,11 @@ def _run_protocols(args: argparse.Namespace, protocols: list[Protocol], store: R
     with Progress(args.progress if ranks.main else "quiet") as progress:
         runner = Runner(store, cache, device, progress, _cache_dir(args) / "data", runtime, ranks)
         for protocol in protocols:
-            where = f"{device}" + (f", rank {ranks.rank} of {ranks.world}" if ranks.parallel else "")
+            where = (f"{device}" + (f", rank {ranks.rank} of {ranks.world}" if ranks.parallel else "")
+                     + (f", task {shard.index} of {shard.count}" if shard else "")
+                     + (", training only" if args.train_only else ""))
             progress.log(f"robench {__version__}: protocol '{protocol.name}' on {where}; store {store.path}")
-            summary = runner.run(protocol, args.set or [])
+            summary = runner.run(protocol, args.set or [], shard, args.train_only)
             if not ranks.main:
                 continue
             if summary.adopted.models or summary.adopted.cells:
@@ -271,6 +276,40 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_slurm(args: argparse.Namespace) -> int:
+    import shutil
+    import subprocess
+
+    from robench.cluster.slurm import SlurmJob
+    from robench.plan import make_plan
+
+    plans = [make_plan(p) for p in _load_all(args)]  # a bad protocol fails here, not on the cluster
+    options = [*(["--profile", args.profile] if args.profile else []),
+               *(a for value in args.set or [] for a in ("--set", value)),
+               *(["--amp", args.amp] if args.amp else []), *(["--tf32", args.tf32] if args.tf32 else [])]
+    folder = Path(args.out).resolve()
+    job = SlurmJob(list(args.protocol), folder, _store_path(args).resolve(), _cache_dir(args).resolve(), Path.cwd(),
+                   options, args.tasks, args.gpus, args.max_concurrent, args.partition, args.time, args.cpus,
+                   args.mem, list(args.sbatch), list(args.setup))
+    paths = job.write()
+    models = len({m for plan in plans for m in plan.models})
+    cells = len({c for plan in plans for c in plan.cells})
+    out.print(f"[green]wrote[/] {', '.join(escape(str(p)) for p in paths)}: {models} model(s) and {cells} cell(s) "
+              f"in {args.tasks} shard(s) of {args.gpus} GPU(s) each")
+    if not args.submit:
+        out.print(f"Submit with: bash {escape(str(folder / 'submit.sh'))}")
+        return 0
+    if shutil.which("sbatch") is None:
+        raise RobenchError("slurm --submit: sbatch is not on PATH (run on a Slurm login node, or submit later with "
+                           f"bash {folder / 'submit.sh'})")
+    done = subprocess.run(["bash", str(folder / "submit.sh")], capture_output=True, text=True)
+    if done.returncode:
+        raise RobenchError(f"slurm --submit: {folder / 'submit.sh'} failed: "
+                           f"{done.stderr.strip() or done.stdout.strip()}")
+    out.print(done.stdout.strip())
+    return 0
+
+
 def cmd_store(args: argparse.Namespace) -> int:
     from robench.store import ResultsStore
 
@@ -339,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan (models, cells, what is stored) and stop")
     p.add_argument("--progress", choices=("auto", "rich", "plain", "quiet"), default="auto",
                    help="progress display (default: bars on a terminal, lines otherwise)")
+    p.add_argument("--shard", metavar="I/N", help="run task I of N: its model families and its cells (cluster arrays)")
+    p.add_argument("--train-only", action="store_true", help="train (or find cached) the models, evaluate nothing")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="render the tables of the runs in the store")
@@ -371,6 +412,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list registered components or bundled protocols")
     p.add_argument("kind", choices=LIST_KINDS)
     p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("slurm", help="write (and submit) Slurm job arrays that run a plan: training, evaluation, merge")
+    protocol_args(p)
+    store_args(p)
+    p.add_argument("--cache", help="model cache folder on a filesystem every node sees (default as for run)")
+    p.add_argument("--out", default="slurm", help="folder for the scripts, shard stores and logs (default: slurm)")
+    p.add_argument("--tasks", type=int, default=4, help="array tasks per phase (the plan is split into N shards)")
+    p.add_argument("--gpus", type=int, default=1, help="GPUs per task (torchrun --nproc_per_node)")
+    p.add_argument("--max-concurrent", type=int, help="most tasks of an array running at once")
+    p.add_argument("--partition")
+    p.add_argument("--time", help="wall-time limit per task, e.g. 24:00:00")
+    p.add_argument("--cpus", type=int, help="CPUs per task")
+    p.add_argument("--mem", help="memory per task, e.g. 64G")
+    p.add_argument("--sbatch", action="append", default=[], metavar="OPTION",
+                   help="another #SBATCH option, e.g. --sbatch=--account=abc (repeatable)")
+    p.add_argument("--setup", action="append", default=[], metavar="LINE",
+                   help="a shell line run before robench in every job, e.g. 'source .venv/bin/activate'")
+    p.add_argument("--amp", choices=("auto", "on", "off"), help="passed to robench run")
+    p.add_argument("--tf32", choices=("auto", "on", "off"), help="passed to robench run")
+    p.add_argument("--submit", action="store_true", help="submit with sbatch after writing")
+    p.set_defaults(func=cmd_slurm)
 
     p = sub.add_parser("store", help="operations on results stores (merge shards)")
     ssub = p.add_subparsers(dest="action", required=True)

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from robench import __version__
+from robench.cluster.shard import Shard
 from robench.data.base import DatasetProvider
 from robench.distributed import SINGLE, Ranks
 from robench.errors import DataError
@@ -51,9 +52,11 @@ class PlanStatus:
     plan: Plan
     stored: set[str]
     cached: set[str]
+    #: cells left to other tasks of a sharded run (``--shard``): never computed here
+    outside: set[str] = field(default_factory=set)
 
     def pending_cells(self, model_id: str) -> list[Cell]:
-        return [c for c in self.plan.cells_of(model_id) if c.id not in self.stored]
+        return [c for c in self.plan.cells_of(model_id) if c.id not in self.stored and c.id not in self.outside]
 
     @property
     def needed(self) -> list[ModelJob]:
@@ -68,7 +71,7 @@ class PlanStatus:
 
     @property
     def to_evaluate(self) -> list[Cell]:
-        return [c for c in self.plan.cells.values() if c.id not in self.stored]
+        return [c for c in self.plan.cells.values() if c.id not in self.stored and c.id not in self.outside]
 
 
 @dataclass
@@ -115,10 +118,15 @@ class Runner:
             self._providers[variant] = DATASETS.build(ds.type, cache_dir=self.data_dir, **ds.params)
         return self._providers[variant]
 
-    def run(self, protocol: Protocol, overrides: list[str] | tuple[str, ...] = ()) -> RunSummary:
+    def run(self, protocol: Protocol, overrides: list[str] | tuple[str, ...] = (), shard: Shard | None = None,
+            train_only: bool = False) -> RunSummary:
+        """Run ``protocol``: all of it, or one task's part (``shard``); ``train_only`` trains the models
+        that have cells to compute (this task's model families) and evaluates nothing."""
         plan = make_plan(protocol, self.runtime.precision, self.ranks.world)
         adopted = adopt_legacy(plan, self.store, self.cache) if self.ranks.main else Adopted()
         status = plan_status(plan, self.store, self.cache, self.ranks)
+        if shard is not None and not train_only:
+            status.outside = set(plan.cells) - shard.cells(plan)
         summary = RunSummary(protocol.name, cells_skipped=len(status.stored), adopted=adopted)
         t0 = time.perf_counter()
         dev = device_name(self.device)
@@ -138,15 +146,13 @@ class Runner:
             if self.ranks.main else -1
         outcome = "failed"
         try:
-            todo = status.to_evaluate
-            with self.progress.task(f"{protocol.name}: cells", len(todo), transient=False) as cells_bar:
-                # first pass: models no other worker is training; second: wait for those that were busy
-                deferred = self._pass(plan, [j for j in plan.models.values() if status.pending_cells(j.id)],
-                                      status, summary, dev, cells_bar, wait=False)
-                self._pass(plan, deferred, status, summary, dev, cells_bar, wait=True)
-            todo_ids = {c.id for c in todo}
-            summary.cells_left = self.ranks.broadcast(len(todo_ids - self.store.existing(todo_ids))
-                                                      if self.ranks.main else 0)
+            if train_only:
+                mine = shard.models(plan) if shard is not None else set(plan.models)
+                for job in status.needed:
+                    if job.id in mine and job.id not in status.cached:
+                        self._model(plan, job, summary)
+            else:
+                self._evaluate(plan, status, summary, dev)
             outcome = "complete"
         except KeyboardInterrupt:
             outcome = "interrupted"
@@ -156,6 +162,18 @@ class Runner:
                 self.store.finish_run(run_id, outcome)
         summary.seconds = time.perf_counter() - t0
         return summary
+
+    def _evaluate(self, plan: Plan, status: PlanStatus, summary: RunSummary, dev: str) -> None:
+        """Compute every cell of ``status`` still to evaluate (training or loading models as needed)."""
+        todo = status.to_evaluate
+        with self.progress.task(f"{plan.protocol.name}: cells", len(todo), transient=False) as cells_bar:
+            # first pass: models no other worker is training; second: wait for those that were busy
+            deferred = self._pass(plan, [j for j in plan.models.values() if status.pending_cells(j.id)],
+                                  status, summary, dev, cells_bar, wait=False)
+            self._pass(plan, deferred, status, summary, dev, cells_bar, wait=True)
+        todo_ids = {c.id for c in todo}
+        summary.cells_left = self.ranks.broadcast(len(todo_ids - self.store.existing(todo_ids))
+                                                  if self.ranks.main else 0)
 
     def _pass(self, plan: Plan, jobs: list[ModelJob], status: PlanStatus, summary: RunSummary, dev: str,
               cells_bar: Any, wait: bool) -> list[ModelJob]:
