@@ -52,13 +52,21 @@ out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty()
 err = Console(stderr=True, highlight=False, soft_wrap=True)  # never wrap an error line
 
 
-def _store_path(args: argparse.Namespace) -> Path:
-    return Path(args.store or os.environ.get("ROBENCH_STORE") or DEFAULT_STORE)
+def _store_path(args: argparse.Namespace) -> Path | str:
+    """``--store``: a file path (SQLite), or a database URL kept as it is (``postgresql://...``)."""
+    from robench.store import is_url
+
+    given = args.store or os.environ.get("ROBENCH_STORE") or DEFAULT_STORE
+    return given if is_url(given) else Path(given)
 
 
 def _cache_dir(args: argparse.Namespace) -> Path:
+    """``--cache``, else ``$ROBENCH_CACHE``, else ``cache`` beside the store file (``results/cache`` for a URL)."""
     explicit = getattr(args, "cache", None) or os.environ.get("ROBENCH_CACHE")
-    return Path(explicit) if explicit else _store_path(args).parent / "cache"
+    if explicit:
+        return Path(explicit)
+    store = _store_path(args)
+    return (store.parent if isinstance(store, Path) else Path(DEFAULT_STORE).parent) / "cache"
 
 
 def _load_all(args: argparse.Namespace) -> list[Protocol]:
@@ -132,7 +140,7 @@ def _run_protocols(args: argparse.Namespace, protocols: list[Protocol], store: R
             where = (f"{device}" + (f", rank {ranks.rank} of {ranks.world}" if ranks.parallel else "")
                      + (f", task {shard.index} of {shard.count}" if shard else "")
                      + (", training only" if args.train_only else ""))
-            progress.log(f"robench {__version__}: protocol '{protocol.name}' on {where}; store {store.path}")
+            progress.log(f"robench {__version__}: protocol '{protocol.name}' on {where}; store {store.location}")
             summary = runner.run(protocol, args.set or [], shard, args.train_only)
             if not ranks.main:
                 continue
@@ -161,7 +169,7 @@ def _print_plans(statuses: list[PlanStatus], store: ResultsStore) -> None:
         needed |= {j.id for j in st.needed}
         cached |= st.cached
         stored |= st.stored
-    title = "plan of " + ", ".join(f"'{st.plan.protocol.name}'" for st in statuses) + f" (store {store.path})"
+    title = "plan of " + ", ".join(f"'{st.plan.protocol.name}'" for st in statuses) + f" (store {store.location})"
     table = Table(title=title)
     for col in ("dataset", "rows (defense ids)", "seed", "model id", "model", "cells stored", "cells to run",
                 "protocols"):
@@ -191,12 +199,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from robench.store import ResultsStore
 
     path = _store_path(args)
-    if not path.exists():
+    if isinstance(path, Path) and not path.exists():
         raise RobenchError(f"results store {path} does not exist; run a protocol first (robench run ...)")
     target = Path(args.out) if args.out else None
     if target is not None and target.is_dir():
         raise RobenchError(f"report --out {target} is a directory; give a file name, e.g. {target / 'index.html'}")
-    figure_dir = (target.parent if target else path.parent) / "figures"
+    figure_dir = (target.parent if target else path.parent if isinstance(path, Path) else Path(".")) / "figures"
     store = ResultsStore(path)
     if not args.protocol and not store.latest_runs():
         raise RobenchError(f"results store {path} holds no runs yet; run a protocol first (robench run PROTOCOL "
@@ -288,7 +296,9 @@ def cmd_slurm(args: argparse.Namespace) -> int:
                *(a for value in args.set or [] for a in ("--set", value)),
                *(["--amp", args.amp] if args.amp else []), *(["--tf32", args.tf32] if args.tf32 else [])]
     folder = Path(args.out).resolve()
-    job = SlurmJob(list(args.protocol), folder, _store_path(args).resolve(), _cache_dir(args).resolve(), Path.cwd(),
+    store = _store_path(args)
+    job = SlurmJob(list(args.protocol), folder, str(store.resolve() if isinstance(store, Path) else store),
+                   _cache_dir(args).resolve(), Path.cwd(),
                    options, args.tasks, args.gpus, args.max_concurrent, args.partition, args.time, args.cpus,
                    args.mem, list(args.sbatch), list(args.setup))
     paths = job.write()
@@ -311,14 +321,14 @@ def cmd_slurm(args: argparse.Namespace) -> int:
 
 
 def cmd_store(args: argparse.Namespace) -> int:
-    from robench.store import ResultsStore
+    from robench.store import ResultsStore, is_url
 
-    missing = [p for p in args.sources if not Path(p).is_file()]
+    missing = [p for p in args.sources if not is_url(p) and not Path(p).is_file()]
     if missing:
         raise RobenchError(f"store merge: {', '.join(missing)} does not exist; give existing results stores")
     sources = [ResultsStore(p) for p in args.sources]
     summary = ResultsStore(args.into).merge_from(sources)
-    out.print(f"[green]merged[/] into {escape(args.into)}: {escape(summary.line())}")
+    out.print(f"[green]merged[/] into {escape(ResultsStore(args.into).location)}: {escape(summary.line())}")
     return 0
 
 

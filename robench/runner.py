@@ -217,12 +217,20 @@ class Runner:
 
     @contextmanager
     def _lock(self, model_id: str, wait: bool) -> Iterator[bool]:
-        """The model's cache lock, taken by rank 0 for every rank; yields whether it is held."""
+        """The model's lock, taken by rank 0 for every rank; yields whether it is held.
+
+        Two locks: the store's (across machines, when the store is PostgreSQL) and the model cache's
+        file lock (the processes of one host).
+        """
         if not self.ranks.main:
             yield self.ranks.broadcast(False)
             return
-        with self.cache.lock(model_id, wait) as held:
-            yield self.ranks.broadcast(held)
+        with self.store.lock(f"model {model_id}", wait) as everywhere:
+            if not everywhere:
+                yield self.ranks.broadcast(False)
+                return
+            with self.cache.lock(model_id, wait) as held:
+                yield self.ranks.broadcast(held)
 
     def _model(self, plan: Plan, job: ModelJob, summary: RunSummary, wait: bool = True) -> TrainedModel | None:
         """Load ``job``'s model from the cache, or train it (once, under a per-model lock); None if another

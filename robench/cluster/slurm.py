@@ -37,7 +37,7 @@ class SlurmJob:
     Attributes:
         protocols: protocol names or paths, as ``robench run`` takes them.
         options: further ``robench run`` options (``--profile``, ``--set``, ``--amp``, ...), verbatim.
-        store: the results store every shard is merged into.
+        store: the results store every shard is merged into (a file path or a database URL).
         cache: the model cache folder (shared by all nodes).
         folder: where the scripts, the shard stores (``shards/``) and the logs (``logs/``) go.
         tasks: array tasks per phase (N in ``--shard i/N``).
@@ -51,7 +51,7 @@ class SlurmJob:
 
     protocols: list[str]
     folder: Path
-    store: Path
+    store: str
     cache: Path
     workdir: Path
     options: list[str] = field(default_factory=list)
@@ -111,7 +111,7 @@ class SlurmJob:
         train = [*self._header("train", True), self.run_command("train")]
         evaluate = [*self._header("eval", True), self.run_command("eval")]
         merge = [*self._header("merge", False),
-                 f"robench store merge {shlex.quote(str(shards))}/*.sqlite --into {shlex.quote(str(self.store))}"]
+                 f"robench store merge {shlex.quote(str(shards))}/*.sqlite --into {shlex.quote(self.store)}"]
         here = shlex.quote(str(self.folder))
         submit = ["#!/bin/bash", "# submits the plan: training array, then evaluation array, then the merge",
                   "set -euo pipefail", f"mkdir -p {here}/logs {here}/shards",

@@ -35,7 +35,7 @@ class Where:
     """The folders a leaderboard command works in: the records' ``root``, the results store and the cache."""
 
     root: Path
-    store: Path
+    store: Path | str
     cache: Path
     device: torch.device
     progress: str = "auto"

@@ -72,7 +72,7 @@ def build_report(store: ResultsStore, protocols: list[str] | None = None, figure
         figures = build_figures(layout, cells, models, figure_dir) if figure_dir is not None else []
         out.append(ProtocolReport(layout.name, layout.description, layout.profile, tables, figures,
                                   check_claims(layout, tables)))
-    return Report(out, str(store.path), figure_dir)
+    return Report(out, store.location, figure_dir)
 
 
 # -- filters ---------------------------------------------------------------------------------------

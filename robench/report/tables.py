@@ -377,7 +377,7 @@ def select_runs(store: ResultsStore, protocols: list[str] | None = None) -> dict
     names = list(runs) if not protocols else protocols
     missing = [n for n in names if n not in runs]
     if missing:
-        raise RobenchError(f"no run of protocol(s) {', '.join(missing)} in {store.path}; "
+        raise RobenchError(f"no run of protocol(s) {', '.join(missing)} in {store.location}; "
                            f"protocols in the store: {', '.join(runs) or '(none)'}")
     out: dict[str, RunLayout] = {}
     old: list[LayoutFormatError] = []
@@ -387,8 +387,8 @@ def select_runs(store: ResultsStore, protocols: list[str] | None = None) -> dict
         except LayoutFormatError as exc:
             old.append(exc)
     if old:
-        raise RobenchError(f"the run(s) of {', '.join(e.name for e in old)} in {store.path} were recorded by another "
-                           f"robench version (run layout format {old[0].found}, this version reads "
+        raise RobenchError(f"the run(s) of {', '.join(e.name for e in old)} in {store.location} were recorded by "
+                           f"another robench version (run layout format {old[0].found}, this version reads "
                            f"{LAYOUT_FORMAT}); run the same protocol(s) again to "
                            "re-record them: stored cells are reused")
     return out
