@@ -42,7 +42,7 @@ from robench.run_layout import RunLayout
 from robench.runtime import RuntimeOptions, configure, device_name, git_commit
 from robench.store import CellRow, ResultsStore, worker_id
 from robench.train.cache import ModelCache
-from robench.train.trainer import TrainedModel, train_model
+from robench.train.trainer import TrainedModel, build_model, check_data_parallel, train_model
 
 
 @dataclass
@@ -141,6 +141,11 @@ class Runner:
             hint = (f"\nTo run this protocol on the built-in synthetic data instead: robench run {protocol.path} "
                     f"--profile {next(iter(profiles))}" if profiles else "")
             raise DataError(f"protocol '{protocol.name}' cannot start:\n  " + "\n  ".join(problems) + hint)
+        if self.ranks.parallel:  # refuse a batch or BatchNorm setting torchrun cannot honour before any work
+            for job in status.needed:
+                if job.id not in status.cached:
+                    size = len(self.provider(plan, job.variant).split("train"))
+                    check_data_parallel(job, build_model(job)[0], size, self.device, self.ranks)
         run_id = self.store.start_run(protocol.name, str(protocol.path), list(overrides), protocol.data,
                                       RunLayout.from_plan(plan).to_json(), __version__, git_commit(), dev) \
             if self.ranks.main else -1

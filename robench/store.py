@@ -284,7 +284,7 @@ class ResultsStore:
     def _sqlite_engine(self, path: Path) -> Engine:
         """SQLite through SQLAlchemy, with robench's settings on every connection: WAL journal, a busy
         timeout, and transactions that take the write lock at their start (``BEGIN IMMEDIATE``)."""
-        engine = sa.create_engine(f"sqlite:///{path}", poolclass=NullPool,
+        engine = sa.create_engine(sa.engine.URL.create("sqlite", database=str(path)), poolclass=NullPool,
                                   connect_args={"timeout": self.timeout, "check_same_thread": False})
         busy_ms = int(self.timeout * 1000)
 

@@ -244,3 +244,10 @@ def test_sharded_evaluation_stores_exactly_one_process_results_once(tmp_path: Pa
     # a re-run finds everything: no row is written twice
     _on_two_ranks(_run, path, store, cache, sets)
     assert results.count() == 8 and len(results.runs()) == 2
+
+
+def test_a_setting_torchrun_cannot_honour_stops_the_run_before_any_work(tmp_path: Path) -> None:
+    store, cache = tmp_path / "r.sqlite", tmp_path / "cache"
+    with pytest.raises(mp.ProcessRaisedException, match=re.escape("training.batchnorm 'sync'")):
+        _on_two_ranks(_run, TINY, store, cache, ("training.epochs=1",))  # BatchNorm in I3D, sync on the CPU
+    assert ResultsStore(store).runs() == [] and not list(cache.glob("models/*/partial.pt"))

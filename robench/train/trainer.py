@@ -179,8 +179,9 @@ def run_epoch(step: StepLoss, ctx: TrainContext, opt: torch.optim.Optimizer, cfg
 
 def check_data_parallel(job: ModelJob, model: TwoStreamModel, train_size: int, device: torch.device,
                         ranks: Ranks) -> None:
-    """Refuse, before any step, a data-parallel run that cannot reproduce the protocol's training."""
-    if not ranks.parallel:
+    """Refuse, before any step, a data-parallel run that cannot reproduce the protocol's training
+    (the runner checks every model it will train before it starts; the trainer checks again)."""
+    if not ranks.parallel or not DEFENSES.get(job.defense.type).trains:
         return
     cfg = job.entry.training
     where = f"model {job.label} (seed {job.seed}): training under torchrun with {ranks.world} ranks"
