@@ -1,6 +1,6 @@
 """Overhead of data-parallel training: two gloo ranks against one process, per adversarial training step.
 
-Trains the AT-with-XRS model of a protocol (default: the quickstart's sizes; PGD-10 training attack)
+Trains the adversarial-training model of a protocol (default: the quickstart's AT with XRS, PGD-10)
 for a few steps, three ways, on the same global batches:
 
 - one process with all the threads this script is given (``--threads``, default 2);
@@ -14,7 +14,7 @@ ratios against the one-process runs of the same run. On a 2-core machine two ran
 process with two threads: the point is the cost of the machinery (the all-reduce of every gradient,
 the split batches), read from ``2 ranks x 1 thread`` against ``1 process x 1 thread`` (ideal 0.5).
 
-    python benchmarks/data_parallel.py [--protocol protocols/quickstart.yaml] [--steps 4] [--threads 2]
+    python benchmarks/data_parallel.py [--protocol protocols/quickstart.yaml] [--steps 8] [--threads 2] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import sys
 import tempfile
 import time
@@ -32,7 +33,8 @@ import torch
 import torch.multiprocessing as mp
 
 REPO = Path(__file__).resolve().parent.parent
-DEFENSE = "at_rs"
+#: the defense whose model is trained: adversarial training (the quickstart's AT with XRS)
+DEFENSE = "at"
 
 
 def _train(ranks_world: int, rank: int, port: int, protocol: str, sets: list[str], steps: int, threads: int,
@@ -51,11 +53,10 @@ def _train(ranks_world: int, rank: int, port: int, protocol: str, sets: list[str
     from robench.train.trainer import train_model
 
     ranks = Ranks.from_env("cpu")
-    overrides = [*sets, "training.epochs=1", f"training.max_steps_per_epoch={steps}", "training.batchnorm=per-rank",
-                 f"defenses={{{DEFENSE}: {{type: at, label: AT-RS, modalities: [rgb, skeleton]}}}}"]
+    overrides = [*sets, "training.epochs=1", f"training.max_steps_per_epoch={steps}", "training.batchnorm=per-rank"]
     proto = load_protocol(protocol, overrides)
     plan = make_plan(proto, ranks=ranks.world)
-    job = next(iter(plan.models.values()))
+    job = next(j for j in plan.models.values() if j.defense.type == DEFENSE)
     ds = proto.variants[job.variant].dataset
     provider: DatasetProvider = DATASETS.build(ds.type, cache_dir=None, **ds.params)
     train = provider.split("train")
@@ -107,18 +108,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocol", default=str(REPO / "protocols" / "quickstart.yaml"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--steps", type=int, default=4, help="timed steps per configuration (after one untimed)")
+    parser.add_argument("--steps", type=int, default=8, help="timed steps per configuration (after one untimed)")
     parser.add_argument("--threads", type=int, default=2, help="threads of the many-thread one-process baseline")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds; the configurations alternate within each")
     args = parser.parse_args()
     rows = [(f"1 process x {args.threads} threads", 1, args.threads), ("1 process x 1 thread", 1, 1),
             ("2 ranks x 1 thread (gloo)", 2, 1)]
-    times = {}
-    for name, world, threads in rows:
-        times[name] = per_step(world, threads, args.steps, args.protocol, args.set)
-        print(f"{name:28s} {times[name]:7.3f} s per global step", flush=True)
-    two = times[rows[2][0]]
-    print(f"2 ranks / 1 process x {args.threads} threads: {two / times[rows[0][0]]:.2f}x the time per step")
-    print(f"2 ranks / 1 process x 1 thread:  {two / times[rows[1][0]]:.2f}x (0.50 would be perfect scaling)")
+    times: dict[str, list[float]] = {name: [] for name, _, _ in rows}
+    for r in range(args.repeats):  # interleaved, so that the machine's drift hits every configuration alike
+        for name, world, threads in rows:
+            times[name].append(per_step(world, threads, args.steps, args.protocol, args.set))
+            print(f"round {r + 1}: {name:28s} {times[name][-1]:7.3f} s per global step", flush=True)
+    med = {name: statistics.median(t) for name, t in times.items()}
+    for name, t in times.items():
+        print(f"{name:28s} median {med[name]:7.3f} s per global step (range {min(t):.3f}-{max(t):.3f})")
+    ratios = [[two / base for two, base in zip(times[rows[2][0]], times[rows[k][0]])] for k in (0, 1)]
+    print(f"2 ranks / 1 process x {args.threads} threads: median {statistics.median(ratios[0]):.2f}x the time per "
+          f"step (rounds: {', '.join(f'{x:.2f}' for x in ratios[0])})")
+    print(f"2 ranks / 1 process x 1 thread:  median {statistics.median(ratios[1]):.2f}x (rounds: "
+          f"{', '.join(f'{x:.2f}' for x in ratios[1])}; 0.50 would be perfect scaling)")
 
 
 if __name__ == "__main__":
