@@ -162,8 +162,10 @@ def make_plan(protocol: Protocol, precision: Precision = FP32, ranks: int = 1) -
     ``precision`` is the numeric precision the run trains and evaluates in (fp32 on the CPU,
     bf16 autocast and TF32 on CUDA by default): part of every model and cell id. ``ranks`` is the
     number of data-parallel processes that train (``torchrun``); above 1 it is part of the id of every
-    model that trains, with ``training.batchnorm`` (dropout masks are drawn per rank, and per-rank
-    BatchNorm sees only a rank's share, so the weights depend on it). Evaluation does not depend on it.
+    model that trains, with ``training.batchnorm`` (stream-drawn dropout masks and random starts
+    differ per rank, and per-rank BatchNorm sees only a rank's share, so the weights depend on it),
+    unless ``training.sample_seeds`` is on and BatchNorm is synchronised: then the weights are those
+    of one process, and so is the id. Evaluation does not depend on it.
     """
     models: dict[str, ModelJob] = {}
     cells: dict[str, Cell] = {}
@@ -218,7 +220,8 @@ def _add_job(models: dict[str, ModelJob], row: _Row, defense: Component, seed: i
         harness = ATTACKS.get(cfg.attack.type).harness_params
         attack = Component(cfg.attack.type, {k: v for k, v in cfg.attack.params.items() if k not in harness})
         training["attack"] = {**component_identity(ATTACKS, attack), "eps": cfg.attack_eps}
-    if row.ranks > 1 and cls.trains:
+    if row.ranks > 1 and cls.trains and not (cfg.sample_seeds and cfg.batchnorm == "sync"):
+        # stream-drawn dropout and random starts, or per-rank BatchNorm: the weights depend on the ranks
         training["data_parallel"] = {"ranks": row.ranks, "batchnorm": cfg.batchnorm}
     spec: dict[str, Any] = {
         "format": MODEL_FORMAT,

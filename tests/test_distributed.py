@@ -251,3 +251,20 @@ def test_a_setting_torchrun_cannot_honour_stops_the_run_before_any_work(tmp_path
     with pytest.raises(mp.ProcessRaisedException, match=re.escape("training.batchnorm 'sync'")):
         _on_two_ranks(_run, TINY, store, cache, ("training.epochs=1",))  # BatchNorm in I3D, sync on the CPU
     assert ResultsStore(store).runs() == [] and not list(cache.glob("models/*/partial.pt"))
+
+
+def test_with_sample_seeds_two_ranks_train_the_one_process_model_with_dropout_and_random_starts(
+        tmp_path: Path, one_thread: None) -> None:
+    """HCN with dropout 0.5 and a random-start training attack: with per-clip seeds the weights are one
+    process's, so the model id leaves the number of ranks out."""
+    path = tmp_path / "hcn.yaml"
+    path.write_text(NO_BN.replace("dropout: 0.0", "dropout: 0.5").replace("random_start: false", "random_start: true"))
+    sets = ("training.sample_seeds=true",)
+    (one_id,), (two_id,) = (make_plan(load_protocol(path, sets), ranks=r).models for r in (1, 2))
+    assert one_id == two_id
+    _on_two_ranks(_train, path, tmp_path / "ddp", sets)
+    _train(SINGLE, path, tmp_path / "one", sets)
+    _assert_same_state(_state(tmp_path / "ddp.0.pt"), _state(tmp_path / "one.0.pt"))
+    _train(SINGLE, path, tmp_path / "stream")  # the default draws from the stream: another model
+    stream = _state(tmp_path / "stream.0.pt")
+    assert any(not torch.equal(stream[k], v) for k, v in _state(tmp_path / "one.0.pt").items())

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robench.models.backbone import Backbone
+from robench.models.sampling import SeededDropout
 from robench.registry import register_backbone
 
 
@@ -99,15 +100,17 @@ class HCN(Backbone):
         s["conv3"] = streams(
             lambda: nn.Sequential(_JointsToChannels(), nn.Conv2d(joints, c3, 3, padding=1), nn.MaxPool2d(2)), window
         )
+        def maps_dropout() -> SeededDropout:
+            return SeededDropout(dropout, channels=True)  # whole feature maps, as nn.Dropout2d
+
         s["conv4"] = streams(
-            lambda: nn.Sequential(nn.Conv2d(c3, c4, 3, padding=1), nn.Dropout2d(dropout), nn.MaxPool2d(2)), c3
+            lambda: nn.Sequential(nn.Conv2d(c3, c4, 3, padding=1), maps_dropout(), nn.MaxPool2d(2)), c3
         )
-        s["conv5"] = nn.Sequential(nn.Conv2d(2 * c4, c5, 3, padding=1), nn.ReLU(), nn.Dropout2d(dropout),
-                                   nn.MaxPool2d(2))
-        s["conv6"] = nn.Sequential(nn.Conv2d(c5, c6, 3, padding=1), nn.ReLU(), nn.Dropout2d(dropout), nn.MaxPool2d(2))
+        s["conv5"] = nn.Sequential(nn.Conv2d(2 * c4, c5, 3, padding=1), nn.ReLU(), maps_dropout(), nn.MaxPool2d(2))
+        s["conv6"] = nn.Sequential(nn.Conv2d(c5, c6, 3, padding=1), nn.ReLU(), maps_dropout(), nn.MaxPool2d(2))
         self.feature_stages = ("conv1", "conv2", "conv3", "conv4", "conv5", "conv6")
         t_out, w_out = frames // 16, window // 16
-        self.fc7 = nn.Sequential(nn.Linear(c6 * t_out * w_out, f7), nn.ReLU(), nn.Dropout(dropout))
+        self.fc7 = nn.Sequential(nn.Linear(c6 * t_out * w_out, f7), nn.ReLU(), SeededDropout(dropout))
         self.feature_dim = f7
         for module in self.modules():  # as the reference: Glorot-uniform weights, zero biases
             if isinstance(module, (nn.Conv2d, nn.Linear)):

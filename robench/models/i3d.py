@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robench.models.backbone import Backbone
+from robench.models.sampling import SeededDropout
 from robench.registry import register_backbone
 
 # (name, in -> branch widths [b0, b1a, b1b, b2a, b2b, b3]) for every Inception block
@@ -164,7 +165,7 @@ class I3D(Backbone):
             cin = block.out_channels
         self.feature_dim = cin
         self.feature_stages = tuple(n for n in s if not n.startswith("MaxPool"))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = SeededDropout(dropout)
         if checkpoint:
             self.load_weights(checkpoint)
 

@@ -82,6 +82,10 @@ class TrainingConfig:
         batchnorm: BatchNorm statistics in training under ``torchrun``: "sync" (over the global batch,
             SyncBatchNorm; CUDA only) or "per-rank" (each rank over its own share). Part of a model's
             identity only when it is trained on several ranks; one process always uses the whole batch.
+        sample_seeds: draw dropout masks and the training attack's random starts from per-clip seeds
+            (:mod:`robench.models.sampling`) instead of the process's random stream, so that the
+            weights do not depend on the batch a clip is in or on the number of ranks. Off by default
+            (the models of robench's published results were trained with the stream).
     """
 
     epochs: int = 20
@@ -96,6 +100,7 @@ class TrainingConfig:
     max_steps_per_epoch: int | None = None
     grad_clip: float | None = None
     batchnorm: Literal["sync", "per-rank"] = "sync"
+    sample_seeds: bool = False
     #: the training attack (set from ``training.attack``; not a plain key)
     attack: Component = field(default_factory=lambda: Component(
         "pgd", {"steps": 10, "step_size": 2 / 255, "random_start": True, "early_stop": False}))
@@ -106,8 +111,11 @@ class TrainingConfig:
         """The settings of this config that determine a trained model, the training attack aside
         (it is part of a model's identity only for defenses that declare ``uses_training_attack``) and
         ``batchnorm`` (part of it only with several ranks, :func:`robench.plan.make_plan`)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.name not in ("attack", "attack_eps", "batchnorm")}
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name not in ("attack", "attack_eps", "batchnorm", "sample_seeds")}
+        if self.sample_seeds:  # (absent when off: the ids of models trained before it existed stay)
+            out["sample_seeds"] = True
+        return out
 
 
 @dataclass(frozen=True)

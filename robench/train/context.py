@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from robench.attacks.base import Attack
 from robench.data.base import ClipDataset, batch_indices, to_model_inputs
 from robench.errors import RobenchError
+from robench.models.sampling import current_seeds
 from robench.protocol.schema import Component, ThreatConfig
 from robench.registry import ATTACKS
 from robench.runtime import RuntimeOptions
@@ -102,7 +103,7 @@ class TrainContext:
         for p in trainable:
             p.requires_grad_(False)
         try:
-            return attack(model, inputs, labels)
+            return attack(model, inputs, labels, current_seeds())  # per-clip starts with training.sample_seeds
         finally:
             for p in trainable:
                 p.requires_grad_(True)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from robench.data.base import ClipDataset, batch_indices
 from robench.distributed import SINGLE, Ranks
 from robench.errors import RobenchError
 from robench.hashing import derive_seed
+from robench.models.sampling import clip_seeds, step_seeds
 from robench.models.two_stream import TwoStreamModel
 from robench.plan import ModelJob
 from robench.progress import Progress
@@ -126,12 +127,14 @@ def data_parallel(step: StepLoss, ranks: Ranks, device: torch.device) -> nn.Modu
 
 def run_epoch(step: StepLoss, ctx: TrainContext, opt: torch.optim.Optimizer, cfg: TrainingConfig,
               generator: torch.Generator, progress: Progress, label: str, ranks: Ranks = SINGLE,
-              wrapped: nn.Module | None = None) -> dict[str, float]:
+              wrapped: nn.Module | None = None, seed_base: Sequence[object] = ()) -> dict[str, float]:
     """One pass over the training set; returns mean loss, training accuracy and the defense's logs.
 
     ``wrapped`` is ``step`` under DistributedDataParallel (:func:`data_parallel`) when ``ranks`` has
     several processes: each then trains on its share of every global batch, and the statistics
-    returned are those of the global batches (summed over the ranks).
+    returned are those of the global batches (summed over the ranks). With ``training.sample_seeds``
+    clip i of the epoch draws its dropout masks and random starts from ``derive_seed(*seed_base,
+    "clip", i)`` (:mod:`robench.models.sampling`).
     """
     model = step.model
     model.train()
@@ -142,9 +145,11 @@ def run_epoch(step: StepLoss, ctx: TrainContext, opt: torch.optim.Optimizer, cfg
     steps = len(batches)
     total_loss, correct, seen = 0.0, 0, 0
     logs: dict[str, float] = {}
+    shares = [ranks.share(b) for b in batches]
     with progress.task(label, steps) as bar:
-        for i, (inputs, labels) in enumerate(ctx.batches(index=[ranks.share(b) for b in batches])):
-            with ctx.runtime.autocast(ctx.device):
+        for i, (inputs, labels) in enumerate(ctx.batches(index=shares)):
+            seeds = clip_seeds((*seed_base, "clip"), shares[i]) if cfg.sample_seeds else None
+            with step_seeds(seeds), ctx.runtime.autocast(ctx.device):
                 loss = forward(inputs, labels)
             out = step.last
             n = labels.shape[0]
@@ -297,7 +302,8 @@ def train_model(job: ModelJob, train_set: ClipDataset, device: torch.device, pro
             ctx.epoch = epoch
             seed_everything(derive_seed(job.seed, "epoch", epoch, *((ranks.rank,) if ranks.parallel else ())))
             gen = torch.Generator().manual_seed(derive_seed(job.seed, "order", epoch))
-            stats = run_epoch(step, ctx, opt, cfg, gen, progress, f"  epoch {epoch + 1}/{cfg.epochs}", ranks, wrapped)
+            stats = run_epoch(step, ctx, opt, cfg, gen, progress, f"  epoch {epoch + 1}/{cfg.epochs}", ranks, wrapped,
+                              (job.seed, "epoch", epoch))
             history.append({**stats, "epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "phase": "train"})
             sched.step()
             epochs_bar.advance(1, loss=stats["loss"], acc=stats["train_acc"])
@@ -323,7 +329,8 @@ def fit(model: TwoStreamModel, loss_fn: LossFn, epochs: int, tag: str, ctx: Trai
     for epoch in range(epochs):
         seed_everything(derive_seed(ctx.seed, tag, "epoch", epoch, *((ranks.rank,) if ranks.parallel else ())))
         gen = torch.Generator().manual_seed(derive_seed(ctx.seed, tag, "order", epoch))
-        stats = run_epoch(step, ctx, opt, cfg, gen, progress, f"  {tag} {epoch + 1}/{epochs}", ranks, wrapped)
+        stats = run_epoch(step, ctx, opt, cfg, gen, progress, f"  {tag} {epoch + 1}/{epochs}", ranks, wrapped,
+                          (ctx.seed, tag, "epoch", epoch))
         sched.step()
         ctx.history.append({**stats, "epoch": epoch + 1, "phase": tag})
         progress.log(f"{name} {tag} {epoch + 1}/{epochs}: loss {stats['loss']:.4f}")
