@@ -12,6 +12,7 @@ would set, and compares what they produce with one process:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -94,15 +95,17 @@ def _on_two_ranks(fn: Callable[..., None], *args: Any) -> None:
     mp.spawn(_rank_main, args=(fn, _free_port(), args), nprocs=2, join=True)
 
 
-def _train(ranks: Ranks, protocol_path: Path, out: Path, overrides: tuple[str, ...] = ()) -> None:
+def _train(ranks: Ranks, protocol_path: Path, out: Path, overrides: tuple[str, ...] = (),
+           work: Path | None = None) -> None:
     protocol = load_protocol(protocol_path, overrides)
     plan = make_plan(protocol, ranks=ranks.world)
     (job,) = plan.models.values()
     ds = protocol.variants[job.variant].dataset
     train = DATASETS.build(ds.type, cache_dir=None, **ds.params).split("train")
-    work = out.parent / f"work-{out.name}-{ranks.rank}"
+    work = work or out.parent / f"work-{out.name}-{ranks.rank}"
     trained = train_model(job, train, torch.device("cpu"), Progress("quiet"), work, ranks=ranks)
     torch.save({k: v.clone() for k, v in trained.model.state_dict().items()}, out.with_suffix(f".{ranks.rank}.pt"))
+    out.with_suffix(f".{ranks.rank}.json").write_text(json.dumps(trained.history))
 
 
 def _state(path: Path) -> dict[str, torch.Tensor]:
@@ -268,3 +271,35 @@ def test_with_sample_seeds_two_ranks_train_the_one_process_model_with_dropout_an
     _train(SINGLE, path, tmp_path / "stream")  # the default draws from the stream: another model
     stream = _state(tmp_path / "stream.0.pt")
     assert any(not torch.equal(stream[k], v) for k, v in _state(tmp_path / "one.0.pt").items())
+
+
+def test_two_ranks_resume_from_the_state_one_process_left(tmp_path: Path, one_thread: None,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run killed after its first epoch leaves ``partial.pt``; two ranks started on it (rank 0 reads it,
+    every rank resumes from that reading) end with the weights of an uninterrupted run."""
+    import robench.train.trainer as trainer
+
+    path = tmp_path / "hcn.yaml"
+    path.write_text(NO_BN.replace("epochs: 1", "epochs: 2").replace("dropout: 0.0", "dropout: 0.5"))
+    sets = ("training.sample_seeds=true",)  # the same model id on one rank and on two
+    _train(SINGLE, path, tmp_path / "whole", sets)
+    real_save = trainer.save_resume_state
+
+    def save_then_die(*args: Any) -> None:
+        real_save(*args)
+        raise KeyboardInterrupt  # killed right after the first epoch's state is on disk
+
+    monkeypatch.setattr(trainer, "save_resume_state", save_then_die)
+    work = tmp_path / "shared-work"
+    with pytest.raises(KeyboardInterrupt):
+        _train(SINGLE, path, tmp_path / "killed", sets, work)
+    monkeypatch.undo()
+    assert (work / "partial.pt").is_file()
+    meta = json.loads((work / "partial.json").read_text())
+    meta["history"][0]["marker"] = 1  # shows which run's first epoch the resumed model carries
+    (work / "partial.json").write_text(json.dumps(meta))
+    _on_two_ranks(_train, path, tmp_path / "resumed", sets, work)
+    _assert_same_state(_state(tmp_path / "resumed.0.pt"), _state(tmp_path / "whole.0.pt"))
+    for rank in (0, 1):  # both ranks resumed (from rank 0's reading) rather than training from the start
+        history = json.loads((tmp_path / f"resumed.{rank}.json").read_text())
+        assert len(history) == 2 and history[0].get("marker") == 1
