@@ -93,6 +93,12 @@ class Ranks:
         if self.parallel and dist.is_initialized():
             dist.destroy_process_group()
 
+    @property
+    def stream_key(self) -> tuple[int, ...]:
+        """What a rank adds to a seed for its own random stream: ``(rank,)``, nothing in one process (so
+        single-process seeds stay what they were)."""
+        return (self.rank,) if self.parallel else ()
+
     # -- splitting work --------------------------------------------------------------------------
     def share(self, batch: torch.Tensor) -> torch.Tensor:
         """This rank's contiguous share of one global batch (sizes differ by at most one clip)."""

@@ -241,12 +241,14 @@ def _clean(model: TwoStreamModel, dataset: ClipDataset, indices: torch.Tensor, c
            ranks: Ranks = SINGLE) -> np.ndarray:
     numbered = ranks.strided(list(enumerate(batch_indices(len(indices), cfg.batch_size, indices=indices))))
     outcomes: dict[int, np.ndarray] = {}
+    correct = seen = 0
     with progress.task(label or "eval clean", len(numbered)) as bar, runtime.autocast(device), torch.no_grad():
         for (b, _), batch in zip(numbered, runtime.batches(dataset, [idx for _, idx in numbered])):
             inputs = to_model_inputs(batch, device, model.modalities)
             labels = batch["label"].to(device, non_blocking=True)
             outcomes[b] = (model(inputs).argmax(1) == labels).cpu().numpy()
-            bar.advance(1, acc=float(np.concatenate(list(outcomes.values())).mean()))
+            correct, seen = correct + int(outcomes[b].sum()), seen + len(outcomes[b])
+            bar.advance(1, acc=correct / max(seen, 1))
     if ranks.parallel:
         outcomes = {b: o for part in ranks.gather(outcomes) for b, o in part.items()}
     return np.concatenate([outcomes[b] for b in sorted(outcomes)]) if outcomes else np.zeros(0, dtype=bool)

@@ -55,8 +55,12 @@ class PlanStatus:
     #: cells left to other tasks of a sharded run (``--shard``): never computed here
     outside: set[str] = field(default_factory=set)
 
+    def _open(self, cell: Cell) -> bool:
+        """Still to compute here: neither stored nor left to another task."""
+        return cell.id not in self.stored and cell.id not in self.outside
+
     def pending_cells(self, model_id: str) -> list[Cell]:
-        return [c for c in self.plan.cells_of(model_id) if c.id not in self.stored and c.id not in self.outside]
+        return [c for c in self.plan.cells_of(model_id) if self._open(c)]
 
     @property
     def needed(self) -> list[ModelJob]:
@@ -71,7 +75,7 @@ class PlanStatus:
 
     @property
     def to_evaluate(self) -> list[Cell]:
-        return [c for c in self.plan.cells.values() if c.id not in self.stored and c.id not in self.outside]
+        return [c for c in self.plan.cells.values() if self._open(c)]
 
 
 @dataclass

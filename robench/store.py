@@ -39,7 +39,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -430,21 +430,16 @@ class ResultsStore:
     def _transaction(self) -> Iterator[Connection]:
         """One write transaction; SQLite's ``BEGIN IMMEDIATE`` is retried when it fails fast on a lock held
         across a WAL checkpoint."""
-        for attempt in range(20):
-            try:
-                ctx = self.engine.begin()
-                con = ctx.__enter__()
-                break
-            except sa.exc.OperationalError:
-                if attempt == 19 or self.server:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
-        try:
+        with ExitStack() as stack:  # commits when the block ends, rolls back on an exception
+            for attempt in range(20):
+                try:
+                    con = stack.enter_context(self.engine.begin())
+                    break
+                except sa.exc.OperationalError:
+                    if attempt == 19 or self.server:
+                        raise
+                    time.sleep(0.05 * (attempt + 1))
             yield con
-        except BaseException as exc:
-            ctx.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-        ctx.__exit__(None, None, None)
 
     def _insert(self, table: sa.Table, values: dict[str, Any], replace: bool = False) -> Any:
         """``INSERT ... ON CONFLICT DO NOTHING`` (or ``DO UPDATE`` when ``replace``) on the primary key."""

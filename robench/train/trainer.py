@@ -300,7 +300,7 @@ def train_model(job: ModelJob, train_set: ClipDataset, device: torch.device, pro
         epochs_bar.advance(start_epoch)
         for epoch in range(start_epoch, cfg.epochs):
             ctx.epoch = epoch
-            seed_everything(derive_seed(job.seed, "epoch", epoch, *((ranks.rank,) if ranks.parallel else ())))
+            seed_everything(derive_seed(job.seed, "epoch", epoch, *ranks.stream_key))
             gen = torch.Generator().manual_seed(derive_seed(job.seed, "order", epoch))
             stats = run_epoch(step, ctx, opt, cfg, gen, progress, f"  epoch {epoch + 1}/{cfg.epochs}", ranks, wrapped,
                               (job.seed, "epoch", epoch))
@@ -327,7 +327,7 @@ def fit(model: TwoStreamModel, loss_fn: LossFn, epochs: int, tag: str, ctx: Trai
     step = StepLoss(model, loss_fn, ctx)
     wrapped = data_parallel(step, ranks, ctx.device)
     for epoch in range(epochs):
-        seed_everything(derive_seed(ctx.seed, tag, "epoch", epoch, *((ranks.rank,) if ranks.parallel else ())))
+        seed_everything(derive_seed(ctx.seed, tag, "epoch", epoch, *ranks.stream_key))
         gen = torch.Generator().manual_seed(derive_seed(ctx.seed, tag, "order", epoch))
         stats = run_epoch(step, ctx, opt, cfg, gen, progress, f"  {tag} {epoch + 1}/{epochs}", ranks, wrapped,
                           (ctx.seed, tag, "epoch", epoch))
