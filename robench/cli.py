@@ -89,7 +89,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from robench.cluster.shard import Shard
-    from robench.distributed import Ranks
+    from robench.distributed import joined
     from robench.plan import make_plan
     from robench.runner import plan_status
     from robench.runtime import RuntimeOptions, select_device
@@ -104,31 +104,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     shard = Shard.parse(args.shard) if args.shard is not None else None
     protocols = _load_all(args)
     device = select_device(args.device)
-    ranks = Ranks.from_env(device.type)  # several under torchrun; one otherwise
-    device = ranks.device(device)
-    runtime = RuntimeOptions.for_device(device, args.amp, args.channels_last, args.workers, args.tf32)
-    store = ResultsStore(_store_path(args))
-    cache = ModelCache(_cache_dir(args))
-    if args.dry_run:
-        if ranks.main:
-            _print_plans([plan_status(make_plan(p, runtime.precision, ranks.world), store, cache) for p in protocols],
-                         store)
-        ranks.close()
-        return 0
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    try:
+    with joined(device.type) as ranks:  # several under torchrun; one otherwise. Left cleanly on every path
+        device = ranks.device(device)
+        runtime = RuntimeOptions.for_device(device, args.amp, args.channels_last, args.workers, args.tf32)
+        # only rank 0 opens the store: ranks creating one SQLite file together would find it locked
+        store = ResultsStore(_store_path(args)) if ranks.main else None
+        cache = ModelCache(_cache_dir(args))
+        if args.dry_run:
+            if store is not None:
+                _print_plans([plan_status(make_plan(p, runtime.precision, ranks.world), store, cache)
+                              for p in protocols], store)
+            return 0
         _run_protocols(args, protocols, store, cache, device, runtime, ranks, shard)
-    finally:
-        ranks.close()
     if ranks.main:
         out.print("Render with: robench report --format markdown" + (f" --store {args.store}" if args.store else ""))
     return 0
 
 
-def _run_protocols(args: argparse.Namespace, protocols: list[Protocol], store: ResultsStore, cache: ModelCache,
+def _run_protocols(args: argparse.Namespace, protocols: list[Protocol], store: ResultsStore | None, cache: ModelCache,
                    device: torch.device, runtime: RuntimeOptions, ranks: Ranks, shard: Shard | None) -> None:
     """Run each protocol in turn (on this rank; only rank 0 prints and writes)."""
     from robench.progress import Progress
@@ -140,7 +137,9 @@ def _run_protocols(args: argparse.Namespace, protocols: list[Protocol], store: R
             where = (f"{device}" + (f", rank {ranks.rank} of {ranks.world}" if ranks.parallel else "")
                      + (f", task {shard.index} of {shard.count}" if shard else "")
                      + (", training only" if args.train_only else ""))
-            progress.log(f"robench {__version__}: protocol '{protocol.name}' on {where}; store {store.location}")
+            if ranks.main:
+                progress.log(f"robench {__version__}: protocol '{protocol.name}' on {where}; store "
+                             f"{runner.store.location}")
             summary = runner.run(protocol, args.set or [], shard, args.train_only)
             if not ranks.main:
                 continue
@@ -485,15 +484,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from robench.interrupt import Interrupted, exit_status, stop_on_signals
+
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with stop_on_signals():  # SIGTERM and SIGHUP stop a command as Ctrl-C does
+            return int(args.func(args) or 0)
     except RobenchError as exc:
         err.print(f"[bold red]robench: error:[/] {escape(str(exc))}", markup=True, highlight=False)
         return 2
-    except KeyboardInterrupt:
-        err.print("robench: interrupted; finished cells are stored, run the same command again to resume")
-        return 130
+    except KeyboardInterrupt as exc:
+        by = exc.name if isinstance(exc, Interrupted) else "Ctrl-C"
+        err.print(f"robench: interrupted ({by}); finished cells are stored, run the same command again to resume")
+        return exit_status(exc)
 
 
 if __name__ == "__main__":

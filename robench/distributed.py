@@ -14,13 +14,26 @@ the CPU) and gives each its device. Everything else in robench sees only a :clas
   decision (:meth:`Ranks.broadcast`); only rank 0 writes the store and the model cache.
 
 A single process is ``Ranks()`` (rank 0 of 1): every method is then a no-op, so the code paths are
-the same with and without ``torchrun`` (REFERENCE.md section 9).
+the same with and without ``torchrun``.
+
+Leaving the group is part of the contract. :func:`joined` is how a process takes part: it joins the
+group, and on every way out (return, exception, signal turned into an exception) collects the
+DistributedDataParallel wrappers still waiting in reference cycles, drains the group (a barrier, on
+success only) and destroys it, so that gloo's worker threads are joined while the interpreter is fully
+alive. Without this a rank could abort at exit with ``terminate called without an active exception``:
+a DDP wrapper left to the interpreter's final garbage collection keeps the group alive until then,
+and a gloo worker thread that drops its last all-reduce in that moment needs the GIL to release a
+Python object its work captured; a thread asking for the GIL during finalisation is ended with
+``pthread_exit``, whose unwinding through a C++ destructor calls ``std::terminate``.
 """
 
 from __future__ import annotations
 
+import gc
 import os
-from collections.abc import Sequence
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -88,10 +101,37 @@ class Ranks:
             return torch.device("cuda", self.local_rank)
         return device
 
-    def close(self) -> None:
-        """Leave the process group (at the end of a run)."""
-        if self.parallel and dist.is_initialized():
+    def close(self, drain: bool = True) -> None:
+        """Leave the process group: ``drain`` (the run finished here) waits at a barrier until every rank
+        has finished too, then the group is destroyed on every path.
+
+        Before the group goes, garbage that still holds it (a DistributedDataParallel wrapper in a
+        reference cycle, and through it the group and its last work items) is collected, so the group's
+        worker threads are joined here rather than during interpreter shutdown (see the module's
+        docstring). A rank that finished while another failed gets a :class:`RobenchError` from the
+        barrier; the group is destroyed all the same.
+        """
+        if not (self.parallel and dist.is_initialized()):
+            return
+        try:
+            if drain:
+                try:
+                    dist.barrier()
+                except RuntimeError as exc:
+                    raise RobenchError(f"rank {self.rank} of {self.world}: finished, but another rank left the run "
+                                       f"before finishing ({str(exc).splitlines()[0] if str(exc) else exc!r}); see "
+                                       "that rank's error") from None
+        finally:
+            self.release()
             dist.destroy_process_group()
+            gc.collect()
+
+    def release(self) -> None:
+        """Free DistributedDataParallel wrappers that are garbage but wait in reference cycles (several
+        ranks only): their reducers hold the process group and its last all-reduce. Called when a
+        training phase ends and before the group is destroyed."""
+        if self.parallel:
+            gc.collect()
 
     @property
     def stream_key(self) -> tuple[int, ...]:
@@ -151,3 +191,20 @@ class Ranks:
 
 #: a single process: rank 0 of 1
 SINGLE = Ranks()
+
+
+@contextmanager
+def joined(device_type: str, timeout_s: float = 1800.0) -> Iterator[Ranks]:
+    """This process's :class:`Ranks` (:meth:`Ranks.from_env`) for the duration of a ``with`` block, and the
+    group left cleanly on every way out: drained and destroyed after the block finishes; destroyed without
+    waiting for the others when it raises (a failed or interrupted rank must not wait at a barrier the
+    others may never reach). The frames of the exception's traceback are cleared first, so objects
+    they held (a DistributedDataParallel wrapper) are freed before the group goes."""
+    ranks = Ranks.from_env(device_type, timeout_s)
+    try:
+        yield ranks
+    except BaseException as exc:
+        traceback.clear_frames(exc.__traceback__)
+        ranks.close(drain=False)
+        raise
+    ranks.close()

@@ -31,7 +31,7 @@ from robench import __version__
 from robench.cluster.shard import Shard
 from robench.data.base import DatasetProvider
 from robench.distributed import SINGLE, Ranks
-from robench.errors import DataError
+from robench.errors import DataError, RobenchError
 from robench.evaluate import CellResult, evaluate_cell
 from robench.legacy import Adopted, adopt_legacy
 from robench.plan import Cell, ModelJob, Plan, make_plan
@@ -94,9 +94,10 @@ class RunSummary:
     cells_left: int = 0
 
 
-def plan_status(plan: Plan, store: ResultsStore, cache: ModelCache, ranks: Ranks = SINGLE) -> PlanStatus:
+def plan_status(plan: Plan, store: ResultsStore | None, cache: ModelCache, ranks: Ranks = SINGLE) -> PlanStatus:
     """What is stored and cached for ``plan`` (as rank 0 reads it, on every rank)."""
-    found = (store.existing(plan.cells), {m for m in plan.models if cache.has(m)}) if ranks.main else None
+    found = (store.existing(plan.cells), {m for m in plan.models if cache.has(m)}) \
+        if ranks.main and store is not None else None
     stored, cached = ranks.broadcast(found) or (set(), set())
     return PlanStatus(plan, stored, cached)
 
@@ -104,9 +105,12 @@ def plan_status(plan: Plan, store: ResultsStore, cache: ModelCache, ranks: Ranks
 class Runner:
     """Executes plans against one results store and one model cache on one device."""
 
-    def __init__(self, store: ResultsStore, cache: ModelCache, device: torch.device, progress: Progress,
+    def __init__(self, store: ResultsStore | None, cache: ModelCache, device: torch.device, progress: Progress,
                  data_dir: Path, runtime: RuntimeOptions | None = None, ranks: Ranks = SINGLE) -> None:
-        self.store, self.cache, self.device, self.progress = store, cache, device, progress
+        """``store`` is None on every rank but rank 0 (the only one that reads or writes it)."""
+        if store is None and ranks.main:
+            raise RobenchError("the runner of rank 0 (or of a single process) needs a results store")
+        self._store, self.cache, self.device, self.progress = store, cache, device, progress
         #: the data-parallel processes this runner is one of (``torchrun``); one process by default
         self.ranks = ranks
         self.data_dir = data_dir
@@ -115,6 +119,15 @@ class Runner:
         #: this process as a worker (``host:pid``): the owner of its claims on cells
         self.worker = worker_id()
         configure(device, self.runtime.tf32)
+
+    @property
+    def store(self) -> ResultsStore:
+        """The results store; only rank 0 has one (the other ranks never open it: two processes creating one
+        SQLite file at once would find it locked)."""
+        if self._store is None:
+            raise RobenchError(f"rank {self.ranks.rank} of {self.ranks.world} has no results store: only rank 0 "
+                               "reads and writes it")
+        return self._store
 
     def provider(self, plan: Plan, variant: str) -> DatasetProvider:
         if variant not in self._providers:
@@ -128,7 +141,7 @@ class Runner:
         that have cells to compute (this task's model families) and evaluates nothing."""
         plan = make_plan(protocol, self.runtime.precision, self.ranks.world)
         adopted = adopt_legacy(plan, self.store, self.cache) if self.ranks.main else Adopted()
-        status = plan_status(plan, self.store, self.cache, self.ranks)
+        status = plan_status(plan, self._store, self.cache, self.ranks)
         if shard is not None and not train_only:
             status.outside = set(plan.cells) - shard.cells(plan)
         summary = RunSummary(protocol.name, cells_skipped=len(status.stored), adopted=adopted)

@@ -7,7 +7,8 @@ would set, and compares what they produce with one process:
   parameters (up to floating-point summation order; tolerance below), on a model without BatchNorm
   and on the two-stream model with per-rank BatchNorm against its single-process equivalent;
 - a sharded run evaluates an uneven number of clips and stores exactly the per-clip results one
-  process computes on the same model; one row per cell; a re-run writes nothing; rank 1 never writes.
+  process computes on the same model; one row per cell; a re-run writes nothing; rank 1 never opens the
+  store.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from robench.distributed import SINGLE, Ranks
+from robench.distributed import SINGLE, Ranks, joined
 from robench.errors import RobenchError
 from robench.evaluate import evaluate_cell
 from robench.plan import make_plan
@@ -84,11 +85,8 @@ def _rank_main(rank: int, fn: Callable[..., None], port: int, args: tuple[Any, .
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    ranks = Ranks.from_env("cpu")
-    try:
+    with joined("cpu") as ranks:  # as robench run does: the group drained and destroyed on every way out
         fn(ranks, *args)
-    finally:
-        ranks.close()
 
 
 def _on_two_ranks(fn: Callable[..., None], *args: Any) -> None:
@@ -216,9 +214,8 @@ def test_ranks_and_batchnorm_enter_the_model_id_only_with_several_ranks() -> Non
 
 
 def _run(ranks: Ranks, protocol_path: Path, store: Path, cache: Path, overrides: tuple[str, ...]) -> None:
-    mine = store if ranks.main else store.with_name(f"rank{ranks.rank}.sqlite")
-    runner = Runner(ResultsStore(mine), ModelCache(cache), torch.device("cpu"), Progress("quiet"),
-                    cache / "data", ranks=ranks)
+    runner = Runner(ResultsStore(store) if ranks.main else None, ModelCache(cache), torch.device("cpu"),
+                    Progress("quiet"), cache / "data", ranks=ranks)  # as robench run: only rank 0 opens the store
     runner.run(load_protocol(protocol_path, overrides))
 
 
@@ -232,7 +229,6 @@ def test_sharded_evaluation_stores_exactly_one_process_results_once(tmp_path: Pa
     plan = make_plan(load_protocol(path, sets), ranks=2)
     rows = results.cells()
     assert set(rows) == set(plan.cells) and results.count() == len(plan.cells) == 8
-    assert ResultsStore(tmp_path / "rank1.sqlite").count() == 0 and not ResultsStore(tmp_path / "rank1.sqlite").runs()
     # one process, same models: the same per-clip outcomes, bit for bit
     models = ModelCache(cache)
     for job in plan.models.values():
@@ -247,6 +243,15 @@ def test_sharded_evaluation_stores_exactly_one_process_results_once(tmp_path: Pa
     # a re-run finds everything: no row is written twice
     _on_two_ranks(_run, path, store, cache, sets)
     assert results.count() == 8 and len(results.runs()) == 2
+
+
+def test_only_rank_zero_has_a_results_store(tmp_path: Path) -> None:
+    second = Runner(None, ModelCache(tmp_path / "cache"), torch.device("cpu"), Progress("quiet"), tmp_path / "data",
+                    ranks=Ranks(1, 2))
+    with pytest.raises(RobenchError, match="rank 1 of 2 has no results store"):
+        _ = second.store
+    with pytest.raises(RobenchError, match="needs a results store"):
+        Runner(None, ModelCache(tmp_path / "cache"), torch.device("cpu"), Progress("quiet"), tmp_path / "data")
 
 
 def test_a_setting_torchrun_cannot_honour_stops_the_run_before_any_work(tmp_path: Path) -> None:
@@ -303,3 +308,31 @@ def test_two_ranks_resume_from_the_state_one_process_left(tmp_path: Path, one_th
     for rank in (0, 1):  # both ranks resumed (from rank 0's reading) rather than training from the start
         history = json.loads((tmp_path / f"resumed.{rank}.json").read_text())
         assert len(history) == 2 and history[0].get("marker") == 1
+
+
+def test_torchrun_ranks_exit_cleanly_after_a_run(tmp_path: Path) -> None:
+    """A real ``torchrun --nproc_per_node=2 -m robench run`` on the tiny protocol (training, evaluation,
+    store writes): torchrun exits 0, its agent reports the worker group SUCCEEDED (which it does only
+    when every rank's exit status is 0; a rank that aborts at exit shows up there as exitcode -6), no
+    rank printed ``terminate called`` (the abort of a gloo thread at interpreter shutdown), and the
+    store holds every cell once."""
+    import subprocess
+    import sys
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    logs, store = tmp_path / "logs", tmp_path / "r.sqlite"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LOGLEVEL": "INFO"}
+    sets = ("training.epochs=1", "training.batchnorm=per-rank")
+    done = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "--log-dir", str(logs),
+                           "--redirects", "3", "-m", "robench", "run", str(TINY), "--store", str(store),
+                           "--cache", str(tmp_path / "cache"), "--progress", "plain",
+                           *(a for s in sets for a in ("--set", s))],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    rank_logs = {p.parent.name: p.read_text() for p in logs.rglob("stderr.log")}
+    assert done.returncode == 0, done.stderr[-3000:] + "\n".join(rank_logs.values())[-3000:]
+    assert "(WorkerState.SUCCEEDED)" in done.stderr
+    assert set(rank_logs) == {"0", "1"}
+    for rank, text in rank_logs.items():
+        assert "terminate called" not in text, f"rank {rank}: {text[-2000:]}"
+    plan = make_plan(load_protocol(TINY, sets), ranks=2)
+    assert set(ResultsStore(store).cells()) == set(plan.cells)

@@ -122,7 +122,7 @@ def data_parallel(step: StepLoss, ranks: Ranks, device: torch.device) -> nn.Modu
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index if device.index is not None else 0] if device.type == "cuda" else None
-    return DistributedDataParallel(step, device_ids=ids, find_unused_parameters=True, broadcast_buffers=True)
+    return DistributedDataParallel(step, device_ids=ids, find_unused_parameters=True, forward_sync_buffers=True)
 
 
 def run_epoch(step: StepLoss, ctx: TrainContext, opt: torch.optim.Optimizer, cfg: TrainingConfig,
@@ -296,22 +296,26 @@ def train_model(job: ModelJob, train_set: ClipDataset, device: torch.device, pro
     step = StepLoss(model, defense.loss, ctx)
     wrapped = data_parallel(step, ranks, device) if start_epoch < cfg.epochs else None
     t0 = time.perf_counter()
-    with progress.task(f"train {name}", cfg.epochs) as epochs_bar:
-        epochs_bar.advance(start_epoch)
-        for epoch in range(start_epoch, cfg.epochs):
-            ctx.epoch = epoch
-            seed_everything(derive_seed(job.seed, "epoch", epoch, *ranks.stream_key))
-            gen = torch.Generator().manual_seed(derive_seed(job.seed, "order", epoch))
-            stats = run_epoch(step, ctx, opt, cfg, gen, progress, f"  epoch {epoch + 1}/{cfg.epochs}", ranks, wrapped,
-                              (job.seed, "epoch", epoch))
-            history.append({**stats, "epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "phase": "train"})
-            sched.step()
-            epochs_bar.advance(1, loss=stats["loss"], acc=stats["train_acc"])
-            progress.log(f"{name} epoch {epoch + 1}/{cfg.epochs}: loss {stats['loss']:.4f} "
-                         f"train acc {100 * stats['train_acc']:.1f}%")
-            if ranks.main:
-                save_resume_state(workdir, job, epoch, model, opt, sched, history,
-                                  elapsed_before + time.perf_counter() - t0)
+    try:
+        with progress.task(f"train {name}", cfg.epochs) as epochs_bar:
+            epochs_bar.advance(start_epoch)
+            for epoch in range(start_epoch, cfg.epochs):
+                ctx.epoch = epoch
+                seed_everything(derive_seed(job.seed, "epoch", epoch, *ranks.stream_key))
+                gen = torch.Generator().manual_seed(derive_seed(job.seed, "order", epoch))
+                stats = run_epoch(step, ctx, opt, cfg, gen, progress, f"  epoch {epoch + 1}/{cfg.epochs}", ranks,
+                                  wrapped, (job.seed, "epoch", epoch))
+                history.append({**stats, "epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "phase": "train"})
+                sched.step()
+                epochs_bar.advance(1, loss=stats["loss"], acc=stats["train_acc"])
+                progress.log(f"{name} epoch {epoch + 1}/{cfg.epochs}: loss {stats['loss']:.4f} "
+                             f"train acc {100 * stats['train_acc']:.1f}%")
+                if ranks.main:
+                    save_resume_state(workdir, job, epoch, model, opt, sched, history,
+                                      elapsed_before + time.perf_counter() - t0)
+    finally:
+        wrapped = None  # the wrapper's reducer holds the process group: free it now, not at exit
+        ranks.release()
     ranks.sync_state(model)  # rank 0's BatchNorm statistics everywhere before the defense's last phase
     defense.finalize(model, ctx)
     ranks.sync_state(model)
@@ -325,12 +329,16 @@ def fit(model: TwoStreamModel, loss_fn: LossFn, epochs: int, tag: str, ctx: Trai
     opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg, lr)
     sched = make_scheduler(opt, cfg, epochs)
     step = StepLoss(model, loss_fn, ctx)
-    wrapped = data_parallel(step, ranks, ctx.device)
-    for epoch in range(epochs):
-        seed_everything(derive_seed(ctx.seed, tag, "epoch", epoch, *ranks.stream_key))
-        gen = torch.Generator().manual_seed(derive_seed(ctx.seed, tag, "order", epoch))
-        stats = run_epoch(step, ctx, opt, cfg, gen, progress, f"  {tag} {epoch + 1}/{epochs}", ranks, wrapped,
-                          (ctx.seed, tag, "epoch", epoch))
-        sched.step()
-        ctx.history.append({**stats, "epoch": epoch + 1, "phase": tag})
-        progress.log(f"{name} {tag} {epoch + 1}/{epochs}: loss {stats['loss']:.4f}")
+    wrapped: nn.Module | None = data_parallel(step, ranks, ctx.device)
+    try:
+        for epoch in range(epochs):
+            seed_everything(derive_seed(ctx.seed, tag, "epoch", epoch, *ranks.stream_key))
+            gen = torch.Generator().manual_seed(derive_seed(ctx.seed, tag, "order", epoch))
+            stats = run_epoch(step, ctx, opt, cfg, gen, progress, f"  {tag} {epoch + 1}/{epochs}", ranks, wrapped,
+                              (ctx.seed, tag, "epoch", epoch))
+            sched.step()
+            ctx.history.append({**stats, "epoch": epoch + 1, "phase": tag})
+            progress.log(f"{name} {tag} {epoch + 1}/{epochs}: loss {stats['loss']:.4f}")
+    finally:
+        wrapped = None  # as in train_model: free the wrapper while the process group is alive
+        ranks.release()
