@@ -14,7 +14,7 @@ eps 8/255, this times a whole cell:
 Ratios are cell time / floor, measured in the same process one after the other (the machine is
 noisy; compare ratios, not seconds). ``--threads`` defaults to torch's.
 
-    python benchmarks/attack_engine.py [--protocol protocols/quickstart.yaml] [--cache results/cache]
+    python benchmarks/attack_engine.py [--protocol quickstart] [--cache results/cache]
                                        [--clips 160] [--batch 32]
 """
 
@@ -27,12 +27,14 @@ from pathlib import Path
 
 import torch
 
+from timing import recorded
+
 REPO = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--protocol", default=str(REPO / "protocols" / "quickstart.yaml"))
+    parser.add_argument("--protocol", default="quickstart")
     parser.add_argument("--cache", default=str(REPO / "results" / "cache"))
     parser.add_argument("--clips", type=int, default=160, help="evaluated clips (max_samples)")
     parser.add_argument("--batch", type=int, default=32)
@@ -69,7 +71,7 @@ def bench_model(job, plan, runner, protocol, threat, device, progress, args) -> 
     """Time the cells of one model (see the module docstring)."""
     from robench.attacks.engine import make_rows
     from robench.data.base import batch_indices, to_model_inputs
-    from robench.evaluate import evaluate_cell, evaluation_indices
+    from robench.evaluation import evaluate_cell, evaluation_indices
     from robench.hashing import derive_seed
     from robench.registry import ATTACKS
     from robench.runner import RunSummary
@@ -131,4 +133,5 @@ def bench_model(job, plan, runner, protocol, threat, device, progress, args) -> 
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("attack_engine"):
+        main()

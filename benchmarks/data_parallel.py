@@ -14,7 +14,7 @@ ratios against the one-process runs of the same run. On a 2-core machine two ran
 process with two threads: the point is the cost of the machinery (the all-reduce of every gradient,
 the split batches), read from ``2 ranks x 1 thread`` against ``1 process x 1 thread`` (ideal 0.5).
 
-    python benchmarks/data_parallel.py [--protocol protocols/quickstart.yaml] [--steps 8] [--threads 2] [--repeats 3]
+    python benchmarks/data_parallel.py [--protocol quickstart] [--steps 8] [--threads 2] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from pathlib import Path
 
 import torch
 import torch.multiprocessing as mp
+
+from timing import recorded
 
 REPO = Path(__file__).resolve().parent.parent
 #: the defense whose model is trained: adversarial training (the quickstart's AT with XRS)
@@ -106,7 +108,7 @@ def per_step(world: int, threads: int, steps: int, protocol: str, sets: list[str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--protocol", default=str(REPO / "protocols" / "quickstart.yaml"))
+    parser.add_argument("--protocol", default="quickstart")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--steps", type=int, default=8, help="timed steps per configuration (after one untimed)")
     parser.add_argument("--threads", type=int, default=2, help="threads of the many-thread one-process baseline")
@@ -130,4 +132,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("data_parallel"):
+        main()

@@ -40,7 +40,7 @@ from robench.data.prepare.writer import Settings, _allocate
 from robench.data.prepared import FORMAT, MANIFEST
 from robench.models import HCN, I3D, TwoStreamModel
 from robench.runtime import RuntimeOptions, device_name, select_device
-from timing import seconds_per_call
+from timing import recorded, seconds_per_call
 
 
 def write_prepared(folder: Path, clips: int, settings: Settings, all_train: bool = False) -> float:
@@ -210,4 +210,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("loader_throughput"):
+        main()

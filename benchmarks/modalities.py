@@ -7,7 +7,7 @@ accuracy with 95% Wilson intervals beside chance. A multimodal benchmark needs b
 models well above chance (issue 10's targets at quickstart scale: RGB >= 70%, skeleton >= 85%,
 fused >= the better of the two).
 
-    python benchmarks/modalities.py [--protocol protocols/quickstart.yaml] [--set KEY=VALUE ...] [--keep DIR]
+    python benchmarks/modalities.py [--protocol quickstart] [--set KEY=VALUE ...] [--keep DIR]
                                     [--only rgb_only,skeleton_only]
 
 e.g. ``--set dataset.train_clips_per_class=120 --set training.epochs=20 --only rgb_only`` trains the
@@ -24,6 +24,8 @@ from pathlib import Path
 
 import yaml
 
+from timing import recorded
+
 REPO = Path(__file__).resolve().parent.parent
 
 #: the rows: one undefended model per input combination
@@ -38,7 +40,7 @@ KEPT = ("seeds", "dataset", "datasets", "model", "training", "threat", "evaluati
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--protocol", default=str(REPO / "protocols" / "quickstart.yaml"))
+    parser.add_argument("--protocol", default="quickstart")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="protocol overrides")
     parser.add_argument("--keep", help="keep the store and cache in this folder (default: a temporary one)")
     parser.add_argument("--only", help=f"comma-separated rows to train (default: all of {', '.join(ROWS)})")
@@ -79,4 +81,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("modalities"):
+        main()

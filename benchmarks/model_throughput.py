@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from robench.models import HCN, I3D, TwoStreamModel
 from robench.runtime import RuntimeOptions, device_name, select_device
-from timing import seconds_per_call
+from timing import recorded, seconds_per_call
 
 SIZES = {
     # name: (i3d width, frames, resolution, hcn width, skeleton frames, window, i3d stem overrides)
@@ -92,4 +92,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("model_throughput"):
+        main()

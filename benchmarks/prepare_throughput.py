@@ -21,6 +21,7 @@ import av
 import numpy as np
 
 from robench.data.prepare import Settings, prepare
+from timing import recorded
 
 
 def write_raw(root: Path, clips: int, frames: int, width: int, height: int) -> float:
@@ -82,4 +83,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("prepare_throughput"):
+        main()

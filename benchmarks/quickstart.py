@@ -2,9 +2,10 @@
 
 Runs both commands in a fresh temporary directory (no cached data or models), as the README's
 first set-up command does after installing, and prints wall time, peak resident memory of the
-run and the rendered table.
+run and the rendered table. The report is also written to ``reports/quickstart/README.md`` (the
+table the README and the documentation show).
 
-    python benchmarks/quickstart.py [--protocol protocols/quickstart.yaml] [--threads N]
+    python benchmarks/quickstart.py [--protocol quickstart] [--threads N]
 """
 
 from __future__ import annotations
@@ -18,12 +19,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from timing import recorded
+
 REPO = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--protocol", default=str(REPO / "protocols" / "quickstart.yaml"))
+    parser.add_argument("--protocol", default="quickstart")
+    parser.add_argument("--report", default=str(REPO / "reports" / "quickstart" / "README.md"),
+                        help="where to write the rendered report")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
     env = {**os.environ, "ROBENCH_DEVICE": os.environ.get("ROBENCH_DEVICE", "auto")}
@@ -39,6 +44,8 @@ def main() -> None:
         table = subprocess.run([sys.executable, "-m", "robench", "report", "--format", "markdown"], cwd=tmp, env=env,
                                check=True, capture_output=True, text=True).stdout
         t_report = time.perf_counter() - t1
+        subprocess.run([sys.executable, "-m", "robench", "report", "--format", "markdown", "--out", args.report],
+                       cwd=tmp, env=env, check=True)
     print(table)
     print(f"robench run:    {t_run:7.1f} s wall")
     print(f"robench report: {t_report:7.1f} s wall")
@@ -48,4 +55,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("quickstart"):
+        main()

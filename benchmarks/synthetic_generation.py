@@ -16,6 +16,7 @@ import time
 import torch
 
 from robench.data.synthetic import SyntheticDataset
+from timing import recorded
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -50,4 +51,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("synthetic_generation"):
+        main()

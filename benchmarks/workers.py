@@ -23,6 +23,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from timing import recorded
+
 REPO = Path(__file__).resolve().parent.parent
 CELL_LINE = re.compile(r"^(.+?): [0-9.]+% of \d+ \(", re.M)
 TRAINED = re.compile(r"(\d+) model\(s\) trained")
@@ -70,4 +72,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("workers"):
+        main()

@@ -40,6 +40,19 @@ _LAZY = {
     "ResultsStore": "robench.store",
     "load_protocol": "robench.protocol",
     "RobenchError": "robench.errors",
+    "attack": "robench.api",
+    "dataset": "robench.api",
+    "build_model": "robench.api",
+    "load_model": "robench.api",
+    "evaluate": "robench.api",
+    "evaluate_protocol": "robench.api",
+    "run": "robench.api",
+    "render_report": "robench.api",
+    "load_track": "robench.leaderboard.tracks",
+    "TrackResult": "robench.api",
+    "CellOutcome": "robench.api",
+    "ClipTorchDataset": "robench.api",
+    "TwoInputs": "robench.models.adapters",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -31,6 +31,7 @@ from rich.table import Table
 
 from robench import __version__
 from robench.errors import RobenchError
+from robench.locations import DEFAULT_STORE
 
 if TYPE_CHECKING:  # the commands import these where they use them, so that the command line starts fast
     import torch
@@ -44,7 +45,7 @@ if TYPE_CHECKING:  # the commands import these where they use them, so that the 
     from robench.store import ResultsStore
     from robench.train.cache import ModelCache
 
-DEFAULT_STORE = "results/robench.sqlite"
+
 LIST_KINDS = ("defenses", "attacks", "datasets", "backbones", "protocols")
 
 # wide tables when writing to a file or pipe; the terminal's width otherwise
@@ -54,19 +55,17 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)  # never wrap an err
 
 def _store_path(args: argparse.Namespace) -> Path | str:
     """``--store``: a file path (SQLite), or a database URL kept as it is (``postgresql://...``)."""
-    from robench.store import is_url
+    from robench.locations import store_location
 
-    given = args.store or os.environ.get("ROBENCH_STORE") or DEFAULT_STORE
-    return given if is_url(given) else Path(given)
+    return store_location(args.store)
 
 
 def _cache_dir(args: argparse.Namespace) -> Path:
     """``--cache``, else ``$ROBENCH_CACHE``, else ``cache`` beside the store file (``results/cache`` for a URL)."""
-    explicit = getattr(args, "cache", None) or os.environ.get("ROBENCH_CACHE")
-    if explicit:
-        return Path(explicit)
-    store = _store_path(args)
-    return (store.parent if isinstance(store, Path) else Path(DEFAULT_STORE).parent) / "cache"
+    from robench.locations import default_cache
+
+    explicit: str | None = args.cache if "cache" in vars(args) else None
+    return Path(explicit) if explicit else default_cache(_store_path(args))
 
 
 def _load_all(args: argparse.Namespace) -> list[Protocol]:
@@ -194,29 +193,15 @@ def _print_plans(statuses: list[PlanStatus], store: ResultsStore) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from robench.report.render import build_report, render
-    from robench.store import ResultsStore
+    from robench.report.output import render_report
 
-    path = _store_path(args)
-    if isinstance(path, Path) and not path.exists():
-        raise RobenchError(f"results store {path} does not exist; run a protocol first (robench run ...)")
     target = Path(args.out) if args.out else None
-    if target is not None and target.is_dir():
-        raise RobenchError(f"report --out {target} is a directory; give a file name, e.g. {target / 'index.html'}")
-    figure_dir = (target.parent if target else path.parent if isinstance(path, Path) else Path(".")) / "figures"
-    store = ResultsStore(path)
-    if not args.protocol and not store.latest_runs():
-        raise RobenchError(f"results store {path} holds no runs yet; run a protocol first (robench run PROTOCOL "
-                           f"--store {path})")
-    report = build_report(store, args.protocol or None, figure_dir)
-    text = render(report, args.format, target)
-    if target is not None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
-        err.print(f"wrote {target}" + (f" and {2 * sum(len(p.figures) for p in report.protocols)} figure files in "
-                                       f"{figure_dir}" if any(p.figures for p in report.protocols) else ""))
+    done = render_report(_store_path(args), args.format, list(args.protocol or []), target)
+    if target is None:
+        sys.stdout.write(done.text)
     else:
-        sys.stdout.write(text)
+        err.print(f"wrote {target}" + (f" and {done.figure_files} figure files in {done.figure_dir}"
+                                       if done.figure_files else ""))
     return 0
 
 
@@ -320,7 +305,8 @@ def cmd_slurm(args: argparse.Namespace) -> int:
 
 
 def cmd_store(args: argparse.Namespace) -> int:
-    from robench.store import ResultsStore, is_url
+    from robench.locations import is_url
+    from robench.store import ResultsStore
 
     missing = [p for p in args.sources if not is_url(p) and not Path(p).is_file()]
     if missing:

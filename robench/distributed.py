@@ -7,7 +7,7 @@ the CPU) and gives each its device. Everything else in robench sees only a :clas
 - training (:mod:`robench.train.trainer`) splits every global batch of the single-process run into
   ``world`` contiguous shares (:meth:`Ranks.share`) and averages gradients with
   DistributedDataParallel;
-- evaluation (:mod:`robench.evaluate`) gives rank r the batches ``r, r + world, ...`` of the
+- evaluation (:mod:`robench.evaluation`) gives rank r the batches ``r, r + world, ...`` of the
   single-process batch list (:meth:`Ranks.strided`) and gathers the per-clip results
   (:meth:`Ranks.gather`), so every rank ends with the whole cell;
 - the runner lets rank 0 decide (which model to train, which cell to claim) and broadcasts the

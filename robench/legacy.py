@@ -58,7 +58,7 @@ class Adopted:
     def message(self) -> str:
         return (f"adopted {self.models} cached model(s) and {self.cells} stored cell(s) recorded by an older robench "
                 "(identity format 1: same settings, built-in code at version 1, computed in fp32 on the CPU); they "
-                "are now kept under their new ids (see README: Identity)")
+                "are now kept under their new ids (see docs/concepts.md, Identity and caching)")
 
 
 def _runs_format1_code(registry: Registry[Any], name: str, given: dict[str, Any] | None = None) -> bool:

@@ -3,7 +3,7 @@
 A registry maps a name to a factory (a class or a function). Entries come from three places:
 
 * built-ins, registered with a decorator when their module is imported
-  (``@register_defense("at")`` in ``defenses/at.py``);
+  (``@register_defense("at")`` in ``robench/defenses/at.py``);
 * third-party packages, through Python entry points in the groups ``robench.defenses``,
   ``robench.attacks``, ``robench.datasets`` and ``robench.backbones``; an entry point may name
   the object itself (``my_pkg.defense:MyDefense``) or a module whose import registers it;

@@ -19,7 +19,7 @@ the model cache and the store, each cell once.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +32,7 @@ from robench.cluster.shard import Shard
 from robench.data.base import DatasetProvider
 from robench.distributed import SINGLE, Ranks
 from robench.errors import DataError, RobenchError
-from robench.evaluate import CellResult, evaluate_cell
+from robench.evaluation import CellResult, evaluate_cell
 from robench.legacy import Adopted, adopt_legacy
 from robench.plan import Cell, ModelJob, Plan, make_plan
 from robench.progress import Progress
@@ -106,11 +106,15 @@ class Runner:
     """Executes plans against one results store and one model cache on one device."""
 
     def __init__(self, store: ResultsStore | None, cache: ModelCache, device: torch.device, progress: Progress,
-                 data_dir: Path, runtime: RuntimeOptions | None = None, ranks: Ranks = SINGLE) -> None:
-        """``store`` is None on every rank but rank 0 (the only one that reads or writes it)."""
+                 data_dir: Path, runtime: RuntimeOptions | None = None, ranks: Ranks = SINGLE,
+                 provided: Mapping[str, TrainedModel] | None = None) -> None:
+        """``store`` is None on every rank but rank 0 (the only one that reads or writes it). ``provided``
+        maps model ids to models the caller supplies (a model object handed to ``robench.evaluate``): they
+        are evaluated as they are, never trained, cached or locked."""
         if store is None and ranks.main:
             raise RobenchError("the runner of rank 0 (or of a single process) needs a results store")
         self._store, self.cache, self.device, self.progress = store, cache, device, progress
+        self.provided = dict(provided or {})
         #: the data-parallel processes this runner is one of (``torchrun``); one process by default
         self.ranks = ranks
         self.data_dir = data_dir
@@ -160,7 +164,7 @@ class Runner:
             raise DataError(f"protocol '{protocol.name}' cannot start:\n  " + "\n  ".join(problems) + hint)
         if self.ranks.parallel:  # refuse a batch or BatchNorm setting torchrun cannot honour before any work
             for job in status.needed:
-                if job.id not in status.cached:
+                if job.id not in status.cached and job.id not in self.provided:
                     size = len(self.provider(plan, job.variant).split("train"))
                     check_data_parallel(job, build_model(job)[0], size, self.device, self.ranks)
         run_id = self.store.start_run(protocol.name, str(protocol.path), list(overrides), protocol.data,
@@ -254,9 +258,19 @@ class Runner:
             with self.cache.lock(model_id, wait) as held:
                 yield self.ranks.broadcast(held)
 
+    def model_of(self, plan: Plan, job: ModelJob, summary: RunSummary | None = None) -> TrainedModel:
+        """``job``'s model: provided by the caller, loaded from the cache, or trained now (and cached); waits
+        while another process trains it."""
+        trained = self._model(plan, job, summary or RunSummary(plan.protocol.name), wait=True)
+        if trained is None:  # (waiting, the lock is always taken)
+            raise RobenchError(f"model {job.id[:12]}: its lock could not be taken")
+        return trained
+
     def _model(self, plan: Plan, job: ModelJob, summary: RunSummary, wait: bool = True) -> TrainedModel | None:
         """Load ``job``'s model from the cache, or train it (once, under a per-model lock); None if another
         process holds the lock and ``wait`` is False."""
+        if job.id in self.provided:
+            return self.provided[job.id]
         main = self.ranks.main
         with self._lock(job.id, wait) as held:
             if not held:

@@ -53,6 +53,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
 from robench.errors import StoreError
+from robench.locations import is_url
 
 SCHEMA_VERSION = 3
 
@@ -222,11 +223,6 @@ RUNS = sa.Table(
     *(sa.Column(c, sa.Text) for c in ("robench_version", "git_commit", "device")),
 )
 _TABLES = {"meta", "results", "models", "runs", "claims"}
-
-
-def is_url(location: str | Path) -> bool:
-    """Whether ``--store`` names a database server (``postgresql://...``) rather than a file."""
-    return "://" in str(location)
 
 
 class ResultsStore:

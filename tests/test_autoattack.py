@@ -17,7 +17,7 @@ from robench.attacks.engine import make_rows, row_uniform, run_engine
 from robench.attacks.losses import dlr_loss, dlr_targeted_loss
 from robench.attacks.square import p_schedule
 from robench.data.base import TensorClipDataset
-from robench.evaluate import CLEAN, ROBUST, CellDetails, evaluate_cell
+from robench.evaluation import CLEAN, ROBUST, CellDetails, evaluate_cell
 from robench.plan import Cell
 from robench.progress import Progress
 from robench.protocol.schema import EvaluationConfig
@@ -100,7 +100,7 @@ def test_dlr_formula() -> None:
 
 
 def test_apgd_checkpoints_match_the_reference() -> None:
-    """N = 100: checkpoints after iterations 22, 41, 57, 70, 80, 87, 93, 99 (REFERENCE.md section 7)."""
+    """N = 100: checkpoints after iterations 22, 41, 57, 70, 80, 87, 93, 99 (the reference schedule)."""
     sched = checkpoint_schedule(100)
     assert [i + 1 for i, _ in sched] == [22, 41, 57, 70, 80, 87, 93, 99]
     assert [k for _, k in sched] == [22, 19, 16, 13, 10, 7, 6, 6]

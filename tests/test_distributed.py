@@ -28,7 +28,7 @@ import torch.multiprocessing as mp
 
 from robench.distributed import SINGLE, Ranks, joined
 from robench.errors import RobenchError
-from robench.evaluate import evaluate_cell
+from robench.evaluation import evaluate_cell
 from robench.plan import make_plan
 from robench.progress import Progress
 from robench.protocol import load_protocol

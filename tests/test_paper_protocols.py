@@ -39,7 +39,7 @@ def test_paper_protocols_have_a_synthetic_profile(name: str) -> None:
 
 
 def test_paper_settings() -> None:
-    """Section 4.2 / REFERENCE.md section 1: optimiser, schedule, epochs, training attack, AMR counts."""
+    """The paper's Section 4.2: optimiser, schedule, epochs, training attack, AMR counts."""
     p = load_protocol("table2")
     ntu, imigue = p.variants["ntu60"], p.variants["imigue"]
     t = ntu.defenses["amr"].training

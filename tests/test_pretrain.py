@@ -26,7 +26,7 @@ from robench.protocol.schema import load_protocol
 from robench.train.pretrain import FIRST_PRETRAIN_ACTION, PretrainConfig, pose_clips, pretrain
 
 BUILTIN = "builtin:i3d-synthetic"
-#: the synthetic profiles' I3D (protocols/quickstart.yaml)
+#: the synthetic profiles' I3D (robench/protocols/quickstart.yaml)
 SYNTHETIC_I3D = {"width": 0.125, "frames": 8, "resolution": 32, "dropout": 0.0, "bn_momentum": 0.1,
                  "stem_stride": 1, "stem_temporal_stride": 1, "stem_kernel": 3}
 

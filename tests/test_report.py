@@ -34,7 +34,7 @@ def paper_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("paper")
     store = folder / "r.sqlite"
     table3 = folder / "tiny_table3.yaml"
-    table3.write_text(f"include: [{REPO / 'protocols' / 'table3.yaml'}, {DATA / 'tiny_profile.yaml'}]\n")
+    table3.write_text(f"include: [{REPO / 'robench' / 'protocols' / 'table3.yaml'}, {DATA / 'tiny_profile.yaml'}]\n")
     for path, extra in ((DATA / "tiny_table1.yaml", []), (DATA / "tiny_figure4.yaml", []), (table3, []),
                         (DATA / "tiny_figure2.yaml", ["--set", "eps=[0, 8/255]", "--set", "attacks.pgd.steps=2",
                                                       "--set", "attacks.cw.steps=2"])):

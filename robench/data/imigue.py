@@ -1,6 +1,6 @@
 """iMiGUE (Liu et al., CVPR 2021): micro-gestures of 72 tennis players at press conferences, from a prepared folder.
 
-32 classes; cross-subject split (REFERENCE.md section 5): the 37 training subjects below (13,936
+32 classes; cross-subject split (docs/real-data.md): the 37 training subjects below (13,936
 clips), the other 35 test (4,563 clips). Skeletons are 2D OpenPose keypoints (x, y in pixels, plus
 a confidence); preparation maps the body joints onto the NTU 25-joint layout (see
 :mod:`robench.data.prepare`). Prepare a folder with ``robench prepare imigue --root RAW --out DIR``.

@@ -1,6 +1,6 @@
 """NTU RGB+D 60 and 120 (Shahroudy et al., CVPR 2016; Liu et al., TPAMI 2019), read from prepared folders.
 
-Splits (REFERENCE.md section 5): NTU-60 cross-subject (``xsub``: 20 training subjects) and
+Splits (docs/real-data.md): NTU-60 cross-subject (``xsub``: 20 training subjects) and
 cross-view (``xview``: cameras 2 and 3 train, camera 1 tests); NTU-120 cross-subject (``xsub``: 53
 training subjects) and cross-setup (``xset``: even setups train, odd setups test). Clip names
 ``SsssCcccPpppRrrrAaaa`` give setup, camera, performer (subject), replication and action (1-based).

@@ -12,8 +12,7 @@ from robench.errors import RobenchError
 from robench.leaderboard.entry import load_entry
 from robench.leaderboard.evaluate import (
     build_record,
-    clips_digest,
-    entry_protocol,
+    evaluate_entry,
     relative_source,
     reported_record,
     run_entry,
@@ -58,18 +57,8 @@ def add(entry_path: str, track_name: str, where: Where, reported_only: bool = Fa
     if track.baseline and track.baseline != entry.id and (where.root / track.name / f"{track.baseline}.json").is_file():
         candidate = read_record(where.root / track.name / f"{track.baseline}.json")
         baseline = candidate if candidate["status"] == "verified" else None
-    clips = clips_digest(entry_protocol(entry, track))  # before any work: the clips must be the track's
-    expected = track.clips
-    if expected.get("count") is not None and expected["count"] != clips[0]:
-        raise RobenchError(f"track {track.name} evaluates {expected['count']} clips, this evaluation had {clips[0]}: "
-                           "the dataset differs from the track's")
-    if expected.get("digest") and expected["digest"] != clips[1]:
-        raise RobenchError(f"track {track.name}: the evaluated clips (digest {clips[1][:19]}…) are not the track's "
-                           f"({expected['digest'][:19]}…): the dataset differs from the track's")
-    with Progress(where.progress) as progress:
-        ev = run_entry(entry, track, ResultsStore(where.store), ModelCache(where.cache), where.cache / "data",
-                       where.device, progress)
-    record = build_record(entry, track, ev, where.device, source, baseline, clips)
+    record = evaluate_entry(entry, track, ResultsStore(where.store), where.cache, where.device, where.progress, source,
+                            baseline)
     write_record(target, record)
     return target
 

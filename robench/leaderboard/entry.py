@@ -38,6 +38,7 @@ from typing import Any
 import yaml
 
 from robench.errors import RobenchError
+from robench.models.provided import ProvidedModel
 
 #: version of the entry schema this robench reads
 ENTRY_SCHEMA = 1
@@ -71,6 +72,13 @@ class OutsideModel:
 
 
 @dataclass(frozen=True)
+class ObjectModel:
+    """A model object handed over in Python (``robench.evaluate``): evaluated as it is, identified by content."""
+
+    model: ProvidedModel
+
+
+@dataclass(frozen=True)
 class Entry:
     """A validated entry (see the module docstring); ``data`` is the file's mapping as read."""
 
@@ -79,7 +87,7 @@ class Entry:
     authors: tuple[str, ...]
     architecture: str
     defense: str
-    model: ProtocolModel | OutsideModel
+    model: ProtocolModel | OutsideModel | ObjectModel
     path: Path
     paper: str | None = None
     venue: str | None = None

@@ -21,9 +21,9 @@ import torch
 
 from robench import __version__
 from robench.errors import RobenchError
-from robench.evaluate import CellDetails
+from robench.evaluation import CellDetails
 from robench.hashing import content_hash
-from robench.leaderboard.entry import Entry, OutsideModel, ProtocolModel
+from robench.leaderboard.entry import Entry, ObjectModel, OutsideModel, ProtocolModel
 from robench.leaderboard.record import COLUMNS, RECORD_SCHEMA, encode_bits
 from robench.leaderboard.tracks import PRECISION, Track
 from robench.progress import Progress
@@ -37,6 +37,7 @@ from robench.run_layout import RunLayout
 from robench.runtime import RuntimeOptions, device_name, git_commit
 from robench.store import ResultsStore
 from robench.train.cache import ModelCache
+from robench.train.trainer import TrainedModel
 
 #: keys a protocol model brings from its protocol; everything else comes from the track
 MODEL_KEYS = ("model", "training")
@@ -45,6 +46,11 @@ MODEL_KEYS = ("model", "training")
 def _model_part(entry: Entry) -> tuple[dict[str, Any], list[str], int]:
     """``({model, training, defenses: {id: spec}}, plugins, seed)`` of the entry's model, as raw protocol data."""
     spec = entry.model
+    if isinstance(spec, ObjectModel):
+        digest = spec.model.digest
+        return ({"model": {m: {"backbone": "provided", "digest": digest} for m in spec.model.modalities},
+                 "training": {"epochs": 1},
+                 "defenses": {entry.id: {"type": "provided", "label": entry.name, "digest": digest}}}, [], 0)
     if isinstance(spec, OutsideModel):
         defense = {"type": "pretrained", "label": entry.name, "weights": str(spec.weights)}
         return ({"model": {m: dict(b) for m, b in spec.backbones.items()}, "training": {"epochs": 1},
@@ -104,6 +110,27 @@ class Evaluation:
     seconds: float
 
 
+def evaluate_entry(entry: Entry, track: Track, store: ResultsStore, cache: Path, device: torch.device | str | None,
+                   progress: str, source: str, baseline: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate ``entry`` on ``track`` and return its record (``robench leaderboard add`` and
+    ``robench.evaluate``): the evaluated clips are checked against the track's before any work, what is
+    missing is trained and attacked (fp32), and the record is built from the stored cells."""
+    from robench.runtime import select_device
+
+    dev = device if isinstance(device, torch.device) else select_device(device)
+    clips = clips_digest(entry_protocol(entry, track))  # before any work: the clips must be the track's
+    expected = track.clips
+    if expected.get("count") is not None and expected["count"] != clips[0]:
+        raise RobenchError(f"track {track.name} evaluates {expected['count']} clips, this evaluation had {clips[0]}: "
+                           "the dataset differs from the track's")
+    if expected.get("digest") and expected["digest"] != clips[1]:
+        raise RobenchError(f"track {track.name}: the evaluated clips (digest {clips[1][:19]}…) are not the track's "
+                           f"({expected['digest'][:19]}…): the dataset differs from the track's")
+    with Progress(progress) as bar:
+        ev = run_entry(entry, track, store, ModelCache(cache), cache / "data", dev, bar)
+    return build_record(entry, track, ev, dev, source, baseline, clips)
+
+
 def run_entry(entry: Entry, track: Track, store: ResultsStore, cache: ModelCache, data_dir: Path,
               device: torch.device, progress: Progress) -> Evaluation:
     """Train what is missing and evaluate the entry on the track (fp32), reusing stored work."""
@@ -111,11 +138,22 @@ def run_entry(entry: Entry, track: Track, store: ResultsStore, cache: ModelCache
 
     protocol = entry_protocol(entry, track)
     runtime = RuntimeOptions.for_device(device, amp="off", tf32="off")
-    runner = Runner(store, cache, device, progress, data_dir, runtime)
+    runner = Runner(store, cache, device, progress, data_dir, runtime, provided=provided_models(entry, protocol))
     summary = runner.run(protocol)
     layout = RunLayout.from_json(store.latest_runs()[protocol.name]["layout"])
     cells = store.cells(layout.cell_ids())
     return Evaluation(protocol, layout, cells, summary.seconds)
+
+
+def provided_models(entry: Entry, protocol: Protocol) -> dict[str, TrainedModel]:
+    """The model id -> model object of an entry handed over in Python (nothing for a file's entry)."""
+    if not isinstance(entry.model, ObjectModel):
+        return {}
+    from robench.defenses.provided import Provided
+    from robench.plan import make_plan
+
+    (job_id,) = make_plan(protocol).models
+    return {job_id: TrainedModel(entry.model.model, Provided(entry.model.model.digest))}
 
 
 def _accuracy(bits: np.ndarray) -> dict[str, Any]:
@@ -128,7 +166,7 @@ def _accuracy(bits: np.ndarray) -> dict[str, Any]:
 def clips_digest(protocol: Protocol) -> tuple[int, str]:
     """``(count, sha256)`` of the clips a protocol evaluates: the dataset's parameters, split, indices and
     labels. Reads the dataset (the synthetic one is generated; a real one must be prepared)."""
-    from robench.evaluate import evaluation_indices
+    from robench.evaluation import evaluation_indices
     from robench.registry import DATASETS
 
     variant = next(iter(protocol.variants.values()))

@@ -20,6 +20,7 @@ from robench.errors import RobenchError
 from robench.leaderboard.ranking import ALPHA, Ranked, rank
 from robench.leaderboard.record import decode_bits, read_record
 from robench.leaderboard.tracks import SCENARIO_LABELS, Track
+from robench.report.metrics import INTERVAL_DECIMALS, interval_text, widen
 
 FORMATS = ("html", "markdown", "latex", "csv", "bibtex")
 #: the accuracy columns of every format: (record key, header)
@@ -133,7 +134,7 @@ def markdown(b: Board) -> str:
         cells = []
         for key, _ in COLUMNS:
             iv = row.interval(key)
-            cells.append(_num(row.value(key)) + (f" <sub>{iv[0]:.0f}–{iv[1]:.0f}</sub>" if iv else ""))
+            cells.append(_num(row.value(key)) + (f" <sub>{interval_text(*iv)}</sub>" if iv else ""))
         rank_text = _rank(row) if row.ranked else "*unverified*"
         lines.append(f"| {rank_text} | {name}{_flag_mark(row)} | {e['defense']} | " + " | ".join(cells)
                      + f" | {_num(row.value('avg'))} | {_num(row.value('ri'))} | {e.get('extra_data') or 'none'}"
@@ -166,7 +167,8 @@ def csv_text(b: Board) -> str:
         n = row.record["results"].get("clean", {}).get("n", "") if row.verified else ""
         w.writerow([_rank(row), e["id"], e["name"], row.record["status"], e["defense"], e["architecture"],
                     *[_num(row.value(k)) if row.value(k) is not None else "" for k, _ in COLUMNS],
-                    *[f"{iv[0]:.2f}" if iv else "" for iv in ivs], *[f"{iv[1]:.2f}" if iv else "" for iv in ivs],
+                    *[widen(*iv, INTERVAL_DECIMALS["data"])[0] if iv else "" for iv in ivs],
+                    *[widen(*iv, INTERVAL_DECIMALS["data"])[1] if iv else "" for iv in ivs],
                     _num(row.value("avg")) if row.value("avg") is not None else "",
                     _num(row.value("ri")) if row.value("ri") is not None else "", n, e.get("extra_data") or "none",
                     e.get("forward_passes", 1), " ".join(f["code"] for f in row.flags), e.get("paper") or ""])
@@ -288,8 +290,8 @@ def page(b: Board, flags_doc: str = "../../docs/flags.md") -> str:
             iv = row.interval(key)
             said = row.record["reported"].get(key) if row.verified else None
             extra = f"; reported {said:.2f}" if said is not None else ""
-            title = f' title="95% interval {iv[0]:.1f}–{iv[1]:.1f}{extra}"' if iv else ""
-            inline = f'<span class="iv">{iv[0]:.0f}–{iv[1]:.0f}</span>' if iv else ""
+            title = f' title="95% interval {interval_text(*iv, "detail")}{extra}"' if iv else ""
+            inline = f'<span class="iv">{interval_text(*iv)}</span>' if iv else ""
             sort = "" if v is None else f"{v:.4f}"
             cells.append(f'<td class="num" data-sort="{sort}"{title}>{_num(v)}{inline}</td>')
         extra = e_(str(e.get("extra_data") or "none"))

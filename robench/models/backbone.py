@@ -33,7 +33,8 @@ class Backbone(nn.Module, Registrable):
     and :meth:`pool`, and set :attr:`feature_dim` and :attr:`feature_stages`.
     """
 
-    #: "rgb" or "skeleton": which input key the backbone reads
+    #: "rgb" or "skeleton": which input key the backbone reads ("" only for the placeholder of a model
+    #: object robench did not build, :class:`~robench.models.provided.ProvidedBranch`, which stands for either)
     modality: ClassVar[str] = ""
     #: parameters filled from the dataset's clip shape when a protocol leaves them out:
     #: ``{parameter: axis of the per-clip shape}`` (e.g. I3D ``{"frames": 1, "resolution": 2}``)

@@ -1,6 +1,6 @@
 """HCN: Hierarchical Co-occurrence Network (Li et al., IJCAI 2018), as a staged backbone.
 
-Layer table as in the public reference (huguyuehuhu/HCN-pytorch), see REFERENCE.md section 4.
+Layer table as in the public reference implementation (huguyuehuhu/HCN-pytorch).
 Input ``[B, 3, T, V, M]`` in metres; each of the M persons goes through shared weights, a
 position stream and a motion stream (frame differences resized back to T) run the same layers
 with their own weights, their conv4 outputs are concatenated, conv5 and conv6 follow, the persons

@@ -1,7 +1,7 @@
 """I3D: Inception-v1 inflated to 3D (Carreira & Zisserman, CVPR 2017), as a staged backbone.
 
-Layer table as in the public reference implementation (piergiaj/pytorch-i3d), see REFERENCE.md
-section 4: every ``Unit3D`` is Conv3d without bias + BatchNorm3d (eps 1e-3) + ReLU with TensorFlow
+Layer table as in the public reference implementation (piergiaj/pytorch-i3d): every ``Unit3D`` is
+Conv3d without bias + BatchNorm3d (eps 1e-3) + ReLU with TensorFlow
 'same' padding; the stage names are the reference's end points, so its checkpoints load by name.
 The classification layer is not part of the backbone: the two-stream model fuses the pooled
 1024-d feature (global average pool + dropout) with the skeleton feature.

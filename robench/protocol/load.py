@@ -205,7 +205,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
                             "a protocol of a few levels of mappings and lists") from None
     if data is None:
         raise ProtocolError(str(path), "(top level)", "an empty document",
-                            "a mapping of protocol keys (name, dataset, model, ...; see protocols/quickstart.yaml)")
+                            "a mapping of protocol keys (name, dataset, model, ...; see the bundled quickstart.yaml)")
     if not isinstance(data, dict):
         raise ProtocolError(str(path), "(top level)", f"{type(data).__name__} {str(data)[:40]}",
                             "a mapping of protocol keys")

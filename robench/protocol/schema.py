@@ -3,7 +3,7 @@
 Every key is checked before any work starts. An error names the file that set the key, the key
 path, what was found and what is allowed (:class:`~robench.errors.ProtocolError`).
 
-Top-level keys (see ``protocols/quickstart.yaml`` for a commented example):
+Top-level keys (see ``robench/protocols/quickstart.yaml`` for a commented example):
 
 ``name``, ``description``, ``version``
     identity; ``name`` keys the protocol in the results store.
@@ -120,7 +120,7 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class ThreatConfig:
-    """Per-modality units of the threat model (REFERENCE.md section 2).
+    """Per-modality units of the threat model (docs/concepts.md, *The threat model and its units*).
 
     ``scale[m]`` multiplies every eps and step size for modality m (1.0: RGB on the [0, 1] scale,
     skeleton in metres, so 8/255 means about 3 cm); ``bounds[m]`` is the valid input range
@@ -277,7 +277,7 @@ def _model(c: Checker, value: Any, path: KeyPath) -> dict[str, Component]:
                          "a registered backbone: " + ", ".join(BACKBONES.names()))
         name = spec.pop("backbone")
         cls = c.lookup(BACKBONES, name, (*path, modality, "backbone"))
-        if cls.modality != modality:
+        if cls.modality not in (modality, ""):  # "": a placeholder standing for any input (a provided model)
             raise c.fail((*path, modality, "backbone"), name, f"a {modality} backbone (this one reads {cls.modality})")
         bcls, out[modality] = c.component(BACKBONES, name, spec, (*path, modality), "backbone")
         params = out[modality].params

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from robench.errors import UnknownNameError
-from robench.evaluate import CellDetails
+from robench.evaluation import CellDetails
 from robench.registry import ATTACKS
 from robench.run_layout import CellRef, RunLayout
 from robench.sanity import BLACK_BOX_MARGIN, LARGE_EPS, Flag

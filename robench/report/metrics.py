@@ -35,3 +35,23 @@ def wilson_interval(correct: int, n: int, z: float = 1.959963984540054) -> tuple
     lo = 0.0 if correct == 0 else max(0.0, centre - half)
     hi = 1.0 if correct == n else min(1.0, centre + half)
     return (lo, hi)
+
+
+#: decimals of an interval's bounds in each kind of output: compact markdown and HTML cells, HTML detail, CSV
+INTERVAL_DECIMALS = {"compact": 0, "detail": 1, "data": 2}
+
+
+def widen(lo: float, hi: float, decimals: int) -> tuple[str, str]:
+    """An interval's bounds (percent) as text with ``decimals`` decimals, rounded outwards (down for the lower
+    bound, up for the upper), so the printed interval always contains the computed one. Every renderer,
+    reports and leaderboard pages alike, prints intervals through this function."""
+    scale = 10.0**decimals
+    low = math.floor(lo * scale + 1e-9) / scale
+    high = math.ceil(hi * scale - 1e-9) / scale
+    return f"{low:.{decimals}f}", f"{high:.{decimals}f}"
+
+
+def interval_text(lo: float, hi: float, kind: str = "compact") -> str:
+    """``"lo-hi"`` with an en dash, of :func:`widen` at the decimals of ``kind`` (:data:`INTERVAL_DECIMALS`)."""
+    a, b = widen(lo, hi, INTERVAL_DECIMALS[kind])
+    return f"{a}–{b}"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from robench import __version__
 from robench.report.figures import Figure, build_figures
 from robench.report.flags import run_flags
+from robench.report.metrics import INTERVAL_DECIMALS, interval_text, widen
 from robench.report.paper_claims import ClaimResult, check_claims
 from robench.report.tables import Table, Value, build_table, select_runs
 from robench.store import ResultsStore
@@ -86,10 +86,20 @@ def fmt(v: Value | None, digits: int = 2) -> str:
 
 def fmt_ci(v: Value | None) -> str:
     """An accuracy's 95% interval, compact: `` <sub>88-97</sub>`` with an en dash (percent, widened to whole
-    numbers), or nothing."""
+    numbers: :func:`~robench.report.metrics.interval_text`), or nothing."""
     if v is None or v.ci is None:
         return ""
-    return f" <sub>{math.floor(v.ci[0] + 1e-9)}–{math.ceil(v.ci[1] - 1e-9)}</sub>"
+    return f" <sub>{interval_text(v.ci[0], v.ci[1])}</sub>"
+
+
+def fmt_ci_detail(v: Value | None) -> str:
+    """An accuracy's 95% interval with one decimal, widened outwards (HTML), or nothing."""
+    return interval_text(v.ci[0], v.ci[1], "detail") if v is not None and v.ci is not None else ""
+
+
+def fmt_ci_bounds(v: Value | None) -> tuple[str, str]:
+    """An accuracy's interval bounds with two decimals, widened outwards (CSV), or two empty strings."""
+    return widen(v.ci[0], v.ci[1], INTERVAL_DECIMALS["data"]) if v is not None and v.ci is not None else ("", "")
 
 
 def fmt_paper(v: Value | None, digits: int = 2) -> str:
@@ -120,7 +130,8 @@ def md_escape(text: str) -> str:
 def _env(autoescape: bool) -> Environment:
     env = Environment(loader=PackageLoader("robench.report", "templates"), undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=autoescape)
-    env.filters.update(fmt=fmt, ci=fmt_ci, paper=fmt_paper, diff=fmt_diff, tex=latex_escape, csv_row=csv_row,
+    env.filters.update(fmt=fmt, ci=fmt_ci, ci_detail=fmt_ci_detail, ci_bounds=fmt_ci_bounds,
+                       paper=fmt_paper, diff=fmt_diff, tex=latex_escape, csv_row=csv_row,
                        md=md_escape)
     return env
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from robench.errors import RobenchError, UnknownNameError
-from robench.evaluate import CellDetails
+from robench.evaluation import CellDetails
 from robench.identity import file_digest
 from robench.params import full_params
 from robench.protocol.layout import WORST, TableSpec

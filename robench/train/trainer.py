@@ -37,6 +37,7 @@ from robench.data.base import ClipDataset, batch_indices
 from robench.distributed import SINGLE, Ranks
 from robench.errors import RobenchError
 from robench.hashing import derive_seed
+from robench.models.provided import ProvidedModel
 from robench.models.sampling import clip_seeds, step_seeds
 from robench.models.two_stream import TwoStreamModel
 from robench.plan import ModelJob
@@ -50,9 +51,10 @@ from robench.train.files import atomic_save, atomic_write_bytes, load_tensors, r
 
 @dataclass
 class TrainedModel:
-    """A trained (or loaded) model with what the defense and the trainer recorded about it."""
+    """A trained (or loaded) model with what the defense and the trainer recorded about it (or a model object
+    handed to ``robench.evaluate``: :class:`~robench.models.provided.ProvidedModel`)."""
 
-    model: TwoStreamModel
+    model: TwoStreamModel | ProvidedModel
     defense: Any
     summary: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)

@@ -1,4 +1,4 @@
-"""Raw NTU RGB+D files: ``.skeleton`` text files and ``_rgb.avi`` videos (REFERENCE.md section 5).
+"""Raw NTU RGB+D files: ``.skeleton`` text files and ``_rgb.avi`` videos (docs/real-data.md).
 
 A ``.skeleton`` file: the frame count; per frame a body count (may be 0); per body one line of 10
 fields (the first is a 64-bit body id), the joint count (25), then 25 lines of 12 values

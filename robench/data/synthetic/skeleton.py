@@ -1,6 +1,6 @@
 """NTU 25-joint body: joint layout, bone list, body proportions and forward kinematics.
 
-Joint order and bones follow NTU RGB+D (Kinect v2), see REFERENCE.md section 5; the constants here are
+Joint order and bones follow NTU RGB+D (Kinect v2 joint numbering); the constants here are
 0-based (NTU documents them 1-based). Lengths are metres.
 
 **Body frame.** A body is built in its own frame: ``x`` = the subject's left, ``y`` = up, ``z`` = the
@@ -52,7 +52,7 @@ JOINT_NAMES: tuple[str, ...] = (
     "SpineShoulder", "HandTipLeft", "ThumbLeft", "HandTipRight", "ThumbRight",
 )
 
-#: NTU bones, 1-based as in REFERENCE.md section 5 (child, parent)
+#: NTU bones, 1-based as NTU RGB+D documents them (child, parent)
 NTU_BONES_1BASED: tuple[tuple[int, int], ...] = (
     (1, 2), (2, 21), (3, 21), (4, 3), (5, 21), (6, 5), (7, 6), (8, 7), (9, 21), (10, 9), (11, 10),
     (12, 11), (13, 1), (14, 13), (15, 14), (16, 15), (17, 1), (18, 17), (19, 18), (20, 19), (22, 23),

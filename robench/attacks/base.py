@@ -1,0 +1,144 @@
+"""Attack base class, the L-inf threat model and the run-time checks of every attack output.
+
+Threat model (paper Section 3.2, Eq. 6-7; units in docs/concepts.md): each attacked modality
+m gets its own L-inf ball ``||x'_m - x_m||_inf <= eps_m``, where RGB is in pixel units scaled to
+[0, 1] (so 8/255 is eight grey levels) and the skeleton in metres. Adversarial RGB is clipped to
+[0, 1]; the skeleton is unbounded unless the protocol says otherwise. Unattacked modalities are
+passed through untouched. Attacks see the model's raw inputs: normalisation lives in the model.
+
+Every attack output is checked by :func:`check_adversarial` before anyone uses it (``Attack.__call__``
+does this): outside the ball, outside the range, non-finite, or an unattacked modality changed by
+even one bit is an :class:`~robench.errors.AttackCheckError`, never a warning.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping, Sequence
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from robench.errors import AttackCheckError
+from robench.registry import Registrable
+
+Inputs = dict[str, Tensor]
+Bounds = Mapping[str, tuple[float, float] | None]
+
+#: valid input range per modality unless a protocol overrides it
+DEFAULT_BOUNDS: dict[str, tuple[float, float] | None] = {"rgb": (0.0, 1.0), "skeleton": None}
+
+
+def _per_modality(value: float | Mapping[str, float], modalities: Sequence[str], what: str) -> dict[str, float]:
+    if isinstance(value, Mapping):
+        missing = [m for m in modalities if m not in value]
+        if missing:
+            raise ValueError(f"{what} has no value for modality {missing}")
+        out = {m: float(value[m]) for m in modalities}
+    else:
+        out = {m: float(value) for m in modalities}
+    for m, v in out.items():
+        if not v >= 0:
+            raise ValueError(f"{what} for {m} must be >= 0, got {v}")
+    return out
+
+
+class Attack(Registrable, abc.ABC):
+    """An L-inf attack on some modalities of a multimodal classifier.
+
+    Args:
+        modalities: which inputs to perturb (``["rgb"]``, ``["skeleton"]`` or both, jointly).
+        eps: L-inf radius, one number for all attacked modalities or ``{modality: eps}``, in input
+            units (RGB on the [0, 1] scale, skeleton in metres).
+        bounds: valid range per modality; defaults to RGB in [0, 1], skeleton unbounded.
+
+    Subclasses implement :meth:`perturb`; call the attack (``attack(model, inputs, labels)``) to get
+    checked adversarial inputs. ``model`` maps an input dict to logits; its mode (train/eval) is the
+    caller's choice.
+    """
+
+    #: arguments the harness fills from the cell (scenario, eps, threat model), not protocol keys
+    harness_params: ClassVar[tuple[str, ...]] = ("modalities", "eps", "bounds")
+    #: parameters in input units: a protocol's threat ``scale`` multiplies them per modality, like eps
+    scaled_params: ClassVar[tuple[str, ...]] = ()
+    #: one gradient step (FGSM): the sanity check "an iterative attack is not weaker" compares against it
+    single_step: ClassVar[bool] = False
+    #: reads only the model's outputs (Square): beating the gradient attacks flags gradient masking
+    gradient_free: ClassVar[bool] = False
+
+    def __init__(self, modalities: Sequence[str], eps: float | Mapping[str, float],
+                 bounds: Bounds | None = None) -> None:
+        if not modalities:
+            raise ValueError("an attack needs at least one modality to perturb")
+        self.modalities = tuple(modalities)
+        self.eps = _per_modality(eps, self.modalities, "eps")
+        merged = dict(DEFAULT_BOUNDS)
+        merged.update(bounds or {})
+        self.bounds: dict[str, tuple[float, float] | None] = merged
+
+    @abc.abstractmethod
+    def perturb(self, model: Callable[[Inputs], Tensor], inputs: Inputs, labels: Tensor,
+                sample_seeds: Tensor | None = None) -> Inputs:
+        """Adversarial version of ``inputs`` (a new dict; unattacked tensors may be shared).
+
+        ``sample_seeds`` (int64 ``[B]``), when given, makes any randomness per-sample reproducible
+        independently of batching; without it the global torch RNG is used.
+        """
+
+    def __call__(self, model: Callable[[Inputs], Tensor], inputs: Inputs, labels: Tensor,
+                 sample_seeds: Tensor | None = None) -> Inputs:
+        missing = [m for m in self.modalities if m not in inputs]
+        if missing:
+            raise AttackCheckError(f"{type(self).__name__}: attacks {missing} but the inputs have {sorted(inputs)}")
+        adv = self.perturb(model, inputs, labels, sample_seeds)
+        check_adversarial(inputs, adv, self.eps, self.bounds, attack=type(self).__name__)
+        return adv
+
+    def stages(self) -> Sequence[tuple[str, Attack]]:
+        """The attacks an evaluation runs in turn, each only on the clips still robust after the ones
+        before (an ensemble's members, e.g. AutoAttack's); a single attack is its own only stage."""
+        return ((self.registry_name or type(self).__name__, self),)
+
+    def project(self, x_adv: Tensor, x: Tensor, modality: str) -> Tensor:
+        """Project onto the eps-ball around ``x`` and into the valid range."""
+        eps = self.eps[modality]
+        out = x + (x_adv - x).clamp(-eps, eps)
+        rng = self.bounds.get(modality)
+        return out.clamp(rng[0], rng[1]) if rng is not None else out
+
+
+def check_adversarial(
+    clean: Inputs, adv: Inputs, eps: Mapping[str, float], bounds: Bounds, attack: str = "attack"
+) -> None:
+    """Raise :class:`AttackCheckError` unless ``adv`` is a valid attack output for ``clean``.
+
+    Valid: same keys, shapes and dtypes; attacked modalities (the keys of ``eps``) finite, inside
+    the L-inf ball (up to float rounding of ``x + delta``) and inside ``bounds``; every other
+    modality bit-identical to the clean input.
+    """
+    if set(adv) != set(clean):
+        raise AttackCheckError(f"{attack}: returned modalities {sorted(adv)}, expected {sorted(clean)}")
+    for m, x in clean.items():
+        a = adv[m]
+        if a.shape != x.shape or a.dtype != x.dtype:
+            raise AttackCheckError(f"{attack}: {m} changed shape/dtype {tuple(x.shape)}/{x.dtype} -> "
+                                   f"{tuple(a.shape)}/{a.dtype}")
+        if m not in eps:
+            if not torch.equal(a, x):
+                n = int((a != x).sum())
+                raise AttackCheckError(f"{attack}: modality '{m}' is not attacked but {n} values changed")
+            continue
+        if not torch.isfinite(a).all():
+            raise AttackCheckError(f"{attack}: non-finite values in adversarial {m}")
+        e = float(eps[m])
+        # x + delta is rounded once: allow two ulps of the largest magnitude involved
+        tol = 2.0 * torch.finfo(x.dtype).eps * (float(x.abs().max()) + e) if x.is_floating_point() else 0.0
+        dev = float((a - x).abs().max()) if x.numel() else 0.0
+        if dev > e + tol:
+            raise AttackCheckError(f"{attack}: {m} perturbation {dev:.6g} exceeds eps {e:.6g} (L-inf)")
+        rng = bounds.get(m)
+        if rng is not None and x.numel():
+            lo, hi = float(a.min()), float(a.max())
+            if lo < rng[0] or hi > rng[1]:
+                raise AttackCheckError(f"{attack}: {m} values [{lo:.6g}, {hi:.6g}] leave the valid range {list(rng)}")
