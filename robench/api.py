@@ -279,21 +279,26 @@ class TrackResult:
 
     def per_clip(self, column: str = "worst") -> np.ndarray:
         """bool ``[n]``: which evaluated clips the model classifies correctly under every attack of ``column``."""
-        from robench.leaderboard.record import decode_bits
+        from robench.leaderboard.record import bits_of, columns_of
 
-        return decode_bits(self.record["per_sample"][column], int(self.record["results"][column]["n"]))
+        columns = columns_of(*bits_of(self.record)[:2])
+        return columns[self.record["track"]["rank_by"] if column == "worst" else column]
 
     @property
     def flags(self) -> list[dict[str, Any]]:
         """The sanity flags raised on the evaluation (``code``, ``message``, ``cell``)."""
         return list(self.record["flags"])
 
-    def write(self, path: str | Path) -> Path:
-        """Write the record (validated, atomically) where ``robench leaderboard render`` reads records:
-        ``<root>/<track>/<entry id>.json``."""
+    def write(self, root: str | Path = "leaderboard") -> Path:
+        """Write the record (sealed, checked, atomically) where ``robench leaderboard render`` reads records:
+        ``<root>/<track>/<entry id>.json``; returns that path."""
+        from robench.leaderboard.names import check_name, inside
         from robench.leaderboard.record import write_record
 
-        target = Path(path)
+        folder = Path(root)
+        track = check_name(self.record["track"]["name"], "track name")
+        entry = check_name(self.record["entry"]["id"], "entry id")
+        target = inside(folder, folder / track / f"{entry}.json", "record")
         write_record(target, self.record)
         return target
 

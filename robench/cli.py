@@ -93,6 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from robench.runner import plan_status
     from robench.runtime import RuntimeOptions, select_device
     from robench.store import ResultsStore
+    from robench.store.engines import display
     from robench.train.cache import ModelCache
 
     for flag, value, least in (("--threads", args.threads, 1), ("--workers", args.workers, 0)):
@@ -120,7 +121,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 0
         _run_protocols(args, protocols, store, cache, device, runtime, ranks, shard)
     if ranks.main:
-        out.print("Render with: robench report --format markdown" + (f" --store {args.store}" if args.store else ""))
+        shown = display(args.store) if args.store else ""
+        out.print("Render with: robench report --format markdown" + (f" --store {escape(shown)}" if shown else "")
+                  + (" (password hidden)" if shown != (args.store or "") else ""))
     return 0
 
 
@@ -142,8 +145,6 @@ def _run_protocols(args: argparse.Namespace, protocols: list[Protocol], store: R
             summary = runner.run(protocol, args.set or [], shard, args.train_only)
             if not ranks.main:
                 continue
-            if summary.adopted.models or summary.adopted.cells:
-                out.print(f"robench: {summary.adopted.message()}")
             out.print(f"[green]done[/] {protocol.name}: {summary.cells_written} cell(s) written, "
                       f"{summary.cells_skipped} already stored; {len(summary.models_trained)} model(s) trained, "
                       f"{len(summary.models_loaded)} loaded from cache; {summary.seconds:.1f}s."
@@ -307,13 +308,15 @@ def cmd_slurm(args: argparse.Namespace) -> int:
 def cmd_store(args: argparse.Namespace) -> int:
     from robench.locations import is_url
     from robench.store import ResultsStore
+    from robench.store.merge import merge_into
 
     missing = [p for p in args.sources if not is_url(p) and not Path(p).is_file()]
     if missing:
         raise RobenchError(f"store merge: {', '.join(missing)} does not exist; give existing results stores")
-    sources = [ResultsStore(p) for p in args.sources]
-    summary = ResultsStore(args.into).merge_from(sources)
-    out.print(f"[green]merged[/] into {escape(ResultsStore(args.into).location)}: {escape(summary.line())}")
+    sources = [ResultsStore(p, read_only=True) for p in args.sources]
+    target = ResultsStore(args.into)
+    summary = merge_into(target, sources)
+    out.print(f"[green]merged[/] into {escape(target.location)}: {escape(summary.line())}")
     return 0
 
 
@@ -332,12 +335,13 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         out.print(f"[green]wrote[/] {escape(str(path))}; render with: robench leaderboard render --format html "
                   f"--track {escape(args.track)}")
         return 0
-    result = commands.verify(args.record, where, args.track)
+    result = commands.verify(args.record, where, args.track, stamp=not args.no_stamp)
     if result.match:
-        out.print(f"[green]verified[/] {escape(str(result.record))}: per-clip results match ({result.found[:19]}…)")
+        out.print(f"[green]verified[/] {escape(str(result.record))}: every clip of every cell evaluated again matches"
+                  + ("" if args.no_stamp else "; the record says so (verification)"))
         return 0
-    out.print(f"[red]mismatch[/] {escape(str(result.record))}: per-clip digest {result.found[:19]}…, the record says "
-              f"{result.expected[:19]}…; columns that differ: {', '.join(result.differing) or 'none (other cells)'}")
+    out.print(f"[red]mismatch[/] {escape(str(result.record))}: {len(result.differing)} cell(s) differ: "
+              + escape("; ".join(result.differing)))
     return 1
 
 
@@ -455,6 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     q = lsub.add_parser("verify", help="re-evaluate a record's entry and compare the per-clip results")
     q.add_argument("record", help="a record file, leaderboard/<track>/<entry>.json")
     q.add_argument("--track", help="a track file, for a track that is not bundled (default: the record's track)")
+    q.add_argument("--no-stamp", action="store_true", help="leave the record as it is (by default a record that "
+                   "verifies says when and with which robench)")
     where_args(q)
     q = lsub.add_parser("render", help="render a track's records (one file per track)")
     q.add_argument("--format", choices=("html", "markdown", "latex", "csv", "bibtex"), default="html")
@@ -470,12 +476,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from robench.interrupt import Interrupted, exit_status, stop_on_signals
+    from robench.interrupt import Interrupted, exit_status, pending, stop_on_signals
 
     args = build_parser().parse_args(argv)
+    # commands with safe points (training steps, attack batches, cells) stop at the next one; others at once
+    deferred = args.command == "run" or (args.command == "leaderboard" and args.action in ("add", "verify"))
     try:
-        with stop_on_signals():  # SIGTERM and SIGHUP stop a command as Ctrl-C does
-            return int(args.func(args) or 0)
+        with stop_on_signals(deferred):
+            status = int(args.func(args) or 0)
+            if pending() is not None:
+                err.print("robench: the work finished before the stop took effect")
+            return status
     except RobenchError as exc:
         err.print(f"[bold red]robench: error:[/] {escape(str(exc))}", markup=True, highlight=False)
         return 2

@@ -19,21 +19,19 @@ clip, the per-clip results equal a single process's.
 
 from __future__ import annotations
 
-import base64
-import dataclasses
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from robench.attacks.base import Attack, check_adversarial
-from robench.attacks.engine import EngineAttack, Finished, GradientAudit, Model, Rows, make_rows, run_engine
+from robench.attacks.engine import EngineAttack, Finished, Model, Rows, make_rows, run_engine
 from robench.data.base import ClipDataset, batch_indices, to_model_inputs
 from robench.distributed import SINGLE, Ranks
 from robench.hashing import derive_seed
+from robench.interrupt import checkpoint
 from robench.models.bpda import backward_approximation
 from robench.models.provided import ProvidedModel
 from robench.models.two_stream import TwoStreamModel
@@ -42,64 +40,8 @@ from robench.progress import Progress
 from robench.protocol.schema import EvaluationConfig
 from robench.registry import ATTACKS
 from robench.runtime import RuntimeOptions
-from robench.sanity import ModelChecks, model_checks
-
-#: :attr:`CellDetails.broken_by` codes: never fooled, and misclassified without any attack
-ROBUST, CLEAN = -1, 0
-
-
-@dataclass
-class CellDetails:
-    """What an attacked cell records beyond per-sample correctness.
-
-    ``broken_by[i]`` is :data:`ROBUST` (-1), :data:`CLEAN` (0, wrong on the clean input) or k >= 1:
-    stage k (``stages[k - 1]``) fooled clip i. ``gradients`` sums the stages' gradient audits and
-    ``model`` holds the forward-pass checks (:mod:`robench.sanity`).
-    """
-
-    stages: list[str]
-    broken_by: np.ndarray
-    gradients: GradientAudit = field(default_factory=GradientAudit)
-    model: ModelChecks | None = None
-    gradient_free: list[bool] = field(default_factory=list)  # per stage: reads only outputs (Square)
-    #: per-clip numbers a stage reports, keyed "<stage>/<name>" (e.g. FAB-T's budget factor; NaN = not reached)
-    metrics: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        """The store's ``details`` column (``broken_by`` as base64 of int8)."""
-        return {"stages": list(self.stages), "accuracy_after": self.accuracy_after(),
-                "broken_by": base64.b64encode(self.broken_by.astype(np.int8).tobytes()).decode(),
-                "gradients": dataclasses.asdict(self.gradients),
-                "model": dataclasses.asdict(self.model) if self.model is not None else None,
-                "gradient_free": list(self.gradient_free),
-                "metrics": {k: [None if not np.isfinite(x) else round(float(x), 5) for x in v]
-                            for k, v in self.metrics.items()}}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> CellDetails:
-        broken = np.frombuffer(base64.b64decode(data["broken_by"]), dtype=np.int8).copy()
-        model = ModelChecks(**data["model"]) if data.get("model") is not None else None
-        metrics = {k: np.array([np.inf if x is None else x for x in v], dtype=np.float64)
-                   for k, v in (data.get("metrics") or {}).items()}
-        return cls(list(data["stages"]), broken, GradientAudit(**data["gradients"]), model,
-                   [bool(x) for x in data.get("gradient_free", [])], metrics)
-
-    def correct_after(self, stage: str) -> np.ndarray:
-        """Per-clip robustness after the stages up to and including ``stage`` (bool ``[n]``)."""
-        if stage not in self.stages:
-            raise KeyError(f"stage {stage!r} is not one of {self.stages}")
-        k = self.stages.index(stage) + 1
-        return (self.broken_by == ROBUST) | (self.broken_by > k)
-
-    def accuracy_after(self) -> list[float]:
-        """Robust accuracy after each stage, in stage order (AutoAttack's running report)."""
-        n = max(len(self.broken_by), 1)
-        wrong = (self.broken_by == CLEAN).sum()
-        out = []
-        for k in range(1, len(self.stages) + 1):
-            wrong += (self.broken_by == k).sum()
-            out.append(float(1 - wrong / n))
-        return out
+from robench.sanity import model_checks
+from robench.store.details import CLEAN, ROBUST, CellDetails
 
 
 @dataclass
@@ -178,6 +120,7 @@ def _run_stage(model: Model, stage: Attack, label: str, chunks: Iterator[Rows], 
     group: list[Finished] = []
     size = 0
     for fin in _finished(stage, model, chunks, capacity):
+        checkpoint()  # a safe point: between batches of the attack
         group.append(fin)
         size += len(fin.rows)
         if size >= capacity:
@@ -245,6 +188,7 @@ def _clean(model: TwoStreamModel | ProvidedModel, dataset: ClipDataset, indices:
     correct = seen = 0
     with progress.task(label or "eval clean", len(numbered)) as bar, runtime.autocast(device), torch.no_grad():
         for (b, _), batch in zip(numbered, runtime.batches(dataset, [idx for _, idx in numbered])):
+            checkpoint()
             inputs = to_model_inputs(batch, device, model.modalities)
             labels = batch["label"].to(device, non_blocking=True)
             outcomes[b] = (model(inputs).argmax(1) == labels).cpu().numpy()

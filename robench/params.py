@@ -14,6 +14,7 @@ import collections.abc as cabc
 import dataclasses
 import difflib
 import inspect
+import math
 import re
 import types
 import typing
@@ -103,8 +104,12 @@ def type_name(ann: Any) -> str:
         return f"a mapping of {type_name(args[0])} to {type_name(args[1])}" if len(args) == 2 else "a mapping"
     if ann is type(None):
         return "null"
-    return {int: "an integer", float: "a number (8/255 style fractions allowed)", bool: "true or false",
-            str: "a string"}.get(ann, getattr(ann, "__name__", str(ann)))
+    return {int: "an integer in -2^63..2^63-1", float: "a finite number (8/255 style fractions allowed)",
+            bool: "true or false", str: "a string"}.get(ann, getattr(ann, "__name__", str(ann)))
+
+
+#: the range of a signed 64-bit integer (seeds, counts and ids in the results store)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class _Mismatch(Exception):
@@ -147,19 +152,22 @@ def coerce(value: Any, ann: Any) -> Any:
         if isinstance(value, bool):
             return value
         raise _Mismatch
-    if ann is int:
+    if ann is int:  # 64-bit: what every store, seed and tensor index can hold
         if isinstance(value, bool):
             raise _Mismatch
-        if isinstance(value, int):
-            return value
         if isinstance(value, float) and value.is_integer():
-            return int(value)
+            value = int(value)
+        if isinstance(value, int) and INT64_MIN <= value <= INT64_MAX:
+            return value
         raise _Mismatch
-    if ann is float:
+    if ann is float:  # finite: an infinite or NaN radius, step or weight is never meant
         try:
-            return parse_number(value)
+            x = parse_number(value)
         except ValueError:
             raise _Mismatch from None
+        if not math.isfinite(x):
+            raise _Mismatch
+        return x
     if ann is str:
         if isinstance(value, str):
             return value

@@ -33,14 +33,14 @@ from robench.data.base import DatasetProvider
 from robench.distributed import SINGLE, Ranks
 from robench.errors import DataError, RobenchError
 from robench.evaluation import CellResult, evaluate_cell
-from robench.legacy import Adopted, adopt_legacy
+from robench.interrupt import checkpoint
 from robench.plan import Cell, ModelJob, Plan, make_plan
 from robench.progress import Progress
 from robench.protocol.schema import Protocol
 from robench.registry import DATASETS
 from robench.run_layout import RunLayout
 from robench.runtime import RuntimeOptions, configure, device_name, git_commit
-from robench.store import CellRow, ResultsStore, worker_id
+from robench.store import CellRow, ResultsStore, claims, worker_id
 from robench.train.cache import ModelCache
 from robench.train.trainer import TrainedModel, build_model, check_data_parallel, train_model
 
@@ -88,8 +88,6 @@ class RunSummary:
     cells_written: int = 0
     cells_skipped: int = 0
     seconds: float = 0.0
-    #: results of an older identity format recorded under their new ids (:mod:`robench.legacy`)
-    adopted: Adopted = field(default_factory=Adopted)
     #: cells of the plan still not stored at the end: other workers were computing them
     cells_left: int = 0
 
@@ -144,11 +142,10 @@ class Runner:
         """Run ``protocol``: all of it, or one task's part (``shard``); ``train_only`` trains the models
         that have cells to compute (this task's model families) and evaluates nothing."""
         plan = make_plan(protocol, self.runtime.precision, self.ranks.world)
-        adopted = adopt_legacy(plan, self.store, self.cache) if self.ranks.main else Adopted()
         status = plan_status(plan, self._store, self.cache, self.ranks)
         if shard is not None and not train_only:
             status.outside = set(plan.cells) - shard.cells(plan)
-        summary = RunSummary(protocol.name, cells_skipped=len(status.stored), adopted=adopted)
+        summary = RunSummary(protocol.name, cells_skipped=len(status.stored))
         t0 = time.perf_counter()
         dev = device_name(self.device)
         problems = []
@@ -223,7 +220,8 @@ class Runner:
             provider = self.provider(plan, job.variant)
             main = self.ranks.main
             for cell in pending:
-                if not self.ranks.broadcast(self.store.claim(cell.id, self.worker) if main else False):
+                checkpoint()  # a safe point: between cells
+                if not self.ranks.broadcast(claims.claim(self.store, cell.id, self.worker) if main else False):
                     continue  # stored meanwhile, or another live worker is computing it
                 try:
                     split = provider.split(cell.evaluation.split)
@@ -234,7 +232,7 @@ class Runner:
                         self.store.write_cell(_row(plan.protocol, job, cell, result, dev))
                 finally:
                     if main:
-                        self.store.release(cell.id, self.worker)
+                        claims.release(self.store, cell.id, self.worker)
                 summary.cells_written += 1
                 cells_bar.advance(1)
                 self.progress.log(f"{label}: {100 * result.accuracy:.2f}% of {result.n} ({result.seconds:.1f}s)")
@@ -251,7 +249,7 @@ class Runner:
         if not self.ranks.main:
             yield self.ranks.broadcast(False)
             return
-        with self.store.lock(f"model {model_id}", wait) as everywhere:
+        with claims.lock(self.store, f"model {model_id}", wait) as everywhere:
             if not everywhere:
                 yield self.ranks.broadcast(False)
                 return
@@ -272,16 +270,15 @@ class Runner:
         if job.id in self.provided:
             return self.provided[job.id]
         main = self.ranks.main
+        # a finished model needs no lock (its files are written atomically, model.json last): a cache on
+        # read-only media serves its models
+        if self.ranks.broadcast(self.cache.has(job.id) if main else False):
+            return self._load(job, summary)
         with self._lock(job.id, wait) as held:
             if not held:
                 return None
-            if self.ranks.broadcast(self.cache.has(job.id) if main else False):
-                trained = self.cache.load(job, self.device, self.runtime)
-                summary.models_loaded.append(job.id)
-                if main and job.id not in self.store.models():
-                    self.store.write_model(job.id, job.spec, trained.summary, trained.history, trained.train_seconds,
-                                           device_name(self.device))
-                return trained
+            if self.ranks.broadcast(self.cache.has(job.id) if main else False):  # trained while we waited
+                return self._load(job, summary)
             base = self._model(plan, plan.models[job.base], summary) if job.base else None  # waits for it
             provider = self.provider(plan, job.variant)
             train_set = provider.split("train")
@@ -294,6 +291,16 @@ class Runner:
                                        device_name(self.device))
             summary.models_trained.append(job.id)
             return trained
+
+
+    def _load(self, job: ModelJob, summary: RunSummary) -> TrainedModel:
+        """``job``'s model from the cache (recorded in the store if the store does not know it yet)."""
+        trained = self.cache.load(job, self.device, self.runtime)
+        summary.models_loaded.append(job.id)
+        if self.ranks.main and job.id not in self.store.models():
+            self.store.write_model(job.id, job.spec, trained.summary, trained.history, trained.train_seconds,
+                                   device_name(self.device))
+        return trained
 
 
 def _cell_label(plan: Plan, job: ModelJob, cell: Cell) -> str:

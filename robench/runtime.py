@@ -41,9 +41,20 @@ def select_device(name: str | None = None) -> torch.device:
     try:
         dev = torch.device(name)
     except RuntimeError:
-        raise RobenchError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RobenchError(f"device {name!r} requested but CUDA is not available (torch {torch.__version__})")
+        raise RobenchError(f"unknown device {name!r}; allowed: auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise RobenchError(f"device {name!r}: robench runs on cpu, cuda or mps; allowed: auto, cpu, cuda, cuda:N, mps")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RobenchError(f"device {name!r} requested but CUDA is not available (torch {torch.__version__}); "
+                               "use --device cpu or auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise RobenchError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)  # absent from some torch builds
+        if mps is None or not mps.is_available():
+            raise RobenchError(f"device {name!r} requested but MPS (Apple GPUs) is not available on this machine "
+                               f"(torch {torch.__version__}); use --device cpu or auto")
     return dev
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -12,7 +15,11 @@ import torch
 from robench.models import HCN, I3D, TwoStreamModel
 
 os.environ.setdefault("ROBENCH_DEVICE", "cpu")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# One thread, here and in every process a test starts (they inherit OMP_NUM_THREADS): the test command runs
+# two pytest-xdist workers on two cores, and a test that compares numbers computed in two processes needs
+# one thread count on both sides (the count changes the last bits of a training run).
+os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_PROTOCOL = REPO / "tests" / "data" / "tiny.yaml"
@@ -57,6 +64,25 @@ def fitted_model(inputs: dict[str, torch.Tensor], labels: torch.Tensor, steps: i
         p.grad = None
     with torch.no_grad():
         assert bool((model(inputs).argmax(1) == labels).all()), "fixture model failed to fit its batch"
+    return model
+
+
+
+TINY_TRACK = Path(__file__).parent / "data" / "tiny_track.yaml"
+
+
+def tiny_entry(folder: Path, name: str, entry_id: str | None = None) -> torch.nn.Module:
+    """Write ``entry.yaml`` for the untrained tiny model of the tiny track, with its weights, into `folder`;
+    return the model."""
+    import robench
+
+    model = robench.build_model(TINY_TRACK, rgb={"backbone": "i3d", "width": 0.0625},
+                                skeleton={"backbone": "hcn", "width": 0.125})
+    torch.save(model.state_dict(), folder / "model.pt")
+    line = f"id: {entry_id}\n" if entry_id else ""
+    (folder / "entry.yaml").write_text(
+        f"schema: 1\n{line}name: {name}\nauthors: [A. Author]\narchitecture: I3D + HCN\ndefense: none\n"
+        "model: {rgb: {backbone: i3d, width: 0.0625}, skeleton: {backbone: hcn, width: 0.125}, weights: model.pt}\n")
     return model
 
 
@@ -105,3 +131,34 @@ def linear_probe(xtr: torch.Tensor, ytr: torch.Tensor, xte: torch.Tensor, yte: t
 
     opt.step(closure)  # type: ignore[no-untyped-call]
     return ((xte @ w + b).argmax(1) == yte).double().mean().item()
+
+
+def admin_engine(url: str) -> Any:
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    parsed = sa.engine.make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return sa.create_engine(parsed, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh database on the test server (``$ROBENCH_TEST_POSTGRES``, a CREATEDB role), as a URL; the test skips
+    without a server, and fails instead when ``$ROBENCH_REQUIRE_POSTGRES`` is 1 (as in CI)."""
+    import sqlalchemy as sa
+
+    base = os.environ.get("ROBENCH_TEST_POSTGRES")
+    if not base:
+        message = "no PostgreSQL server: set ROBENCH_TEST_POSTGRES=postgresql://user:password@host/db (a CREATEDB role)"
+        if os.environ.get("ROBENCH_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    name = f"robench_test_{uuid.uuid4().hex[:12]}"
+    admin = admin_engine(base)
+    with admin.connect() as con:
+        con.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    yield sa.engine.make_url(base).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as con:
+        con.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')

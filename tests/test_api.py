@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import robench
-from conftest import TINY_PROTOCOL, tiny_inputs
+from conftest import TINY_PROTOCOL, tiny_entry, tiny_inputs
 from robench.errors import AttackCheckError, RobenchError
 from robench.models.provided import ProvidedModel, model_digest
 
@@ -145,18 +145,13 @@ def test_evaluating_an_object_gives_the_record_leaderboard_add_writes(tmp_path: 
     from robench.cli import main
     from robench.leaderboard.record import read_record
 
-    model = robench.build_model(TRACK, rgb={"backbone": "i3d", "width": 0.0625}, skeleton={"backbone": "hcn",
-                                                                                          "width": 0.125})
-    torch.save(model.state_dict(), tmp_path / "model.pt")
-    (tmp_path / "entry.yaml").write_text(
-        "schema: 1\nname: Untrained\nauthors: [T. Est]\narchitecture: I3D + HCN\ndefense: none\n"
-        "model: {rgb: {backbone: i3d, width: 0.0625}, skeleton: {backbone: hcn, width: 0.125}, weights: model.pt}\n")
+    model = tiny_entry(tmp_path, "Untrained")
     assert main(["leaderboard", "add", str(tmp_path / "entry.yaml"), "--track", str(TRACK), "--root",
                  str(tmp_path / "board"), "--store", str(tmp_path / "s.sqlite"), "--cache", str(tmp_path / "c"),
                  "--progress", "quiet"]) == 0
     from_file = read_record(tmp_path / "board" / "tiny" / "entry.json")
     store = tmp_path / "object.sqlite"
-    result = robench.evaluate(model.eval(), track=TRACK, name="Untrained", authors=["T. Est"], store=store,
+    result = robench.evaluate(model.eval(), track=TRACK, name="Untrained", authors=["A. Author"], store=store,
                               cache=tmp_path / "c", progress="quiet")
     assert result.record["results"] == from_file["results"]
     assert result.record["per_sample"] == from_file["per_sample"]
@@ -167,7 +162,9 @@ def test_evaluating_an_object_gives_the_record_leaderboard_add_writes(tmp_path: 
     cells = robench.ResultsStore(store).count()
     again = robench.evaluate(model.eval(), track=TRACK, store=store, cache=tmp_path / "c", progress="quiet")
     assert robench.ResultsStore(store).count() == cells and again.record["results"] == result.record["results"]
-    assert read_record(result.write(tmp_path / "board" / "tiny" / "object.json"))["status"] == "verified"
+    written = result.write(tmp_path / "board")
+    assert written == (tmp_path / "board" / "tiny" / "python-model.json").resolve()
+    assert read_record(written)["status"] == "verified"
 
 
 @pytest.mark.slow

@@ -17,11 +17,12 @@ from robench.attacks.engine import make_rows, row_uniform, run_engine
 from robench.attacks.losses import dlr_loss, dlr_targeted_loss
 from robench.attacks.square import p_schedule
 from robench.data.base import TensorClipDataset
-from robench.evaluation import CLEAN, ROBUST, CellDetails, evaluate_cell
+from robench.evaluation import evaluate_cell
 from robench.plan import Cell
 from robench.progress import Progress
 from robench.protocol.schema import EvaluationConfig
 from robench.report.flags import cell_flags
+from robench.store.details import CLEAN, ROBUST, CellDetails
 
 RGB, SKEL = (3, 2, 4, 4), (3, 4, 5, 2)
 

@@ -218,7 +218,7 @@ def _weights(cache: Path) -> dict[str, dict[str, torch.Tensor]]:
 
 def test_killed_run_resumes_to_identical_results(tmp_path: Path) -> None:
     """Kill -9 mid-run, run again: same cells, same per-sample outcomes, same weights, no duplicates."""
-    slow = ["--set", "training.epochs=4"]
+    slow = ["--set", "training.epochs=4", "--threads", "2"]  # one thread count for both runs: the same bits
     ref_store = tmp_path / "ref" / "r.sqlite"
     assert run_cli("run", str(TINY_PROTOCOL), "--store", str(ref_store), "--progress", "quiet", *slow) == 0
 

@@ -12,6 +12,7 @@ import os
 import shutil
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ import torch
 
 from robench.cli import main
 from robench.leaderboard.ranking import mcnemar_exact, rank
-from robench.leaderboard.record import decode_bits, read_record
+from robench.leaderboard.record import bits_of, columns_of, per_sample_of, read_record, results_from_bits, write_record
 from robench.leaderboard.tracks import bundled_tracks, load_track
 from robench.store import ResultsStore, unpack_bits
 
@@ -215,10 +216,10 @@ def test_records_hold_the_stored_results_and_validate(board_dir: dict[str, Path]
         res = record["results"]
         assert record["status"] == "verified" and record["provenance"]["precision"] == "fp32"
         assert record["track"]["clips"]["count"] == 12 and record["track"]["clips"]["digest"].startswith("sha256:")
+        columns = columns_of(*bits_of(record)[:2])
         for col in ("clean", "R", "S", "RS"):
             assert res[col]["n"] == 12 and res[col]["interval"][0] <= res[col]["accuracy"] <= res[col]["interval"][1]
-            bits = decode_bits(record["per_sample"][col], 12)
-            assert int(bits.sum()) == res[col]["correct"]
+            assert int(columns[col].sum()) == res[col]["correct"]
         for scenario in ("R", "S", "RS"):  # the worst case is at most every attack alone, and at most clean
             assert res[scenario]["correct"] <= min(res["by_attack"][a][scenario]["correct"] for a in ("pgd", "aa"))
             assert res[scenario]["correct"] <= res["clean"]["correct"]
@@ -230,8 +231,7 @@ def test_records_hold_the_stored_results_and_validate(board_dir: dict[str, Path]
         cells = store.cells(record["provenance"]["cell_ids"])
         clean = [c for c in cells.values() if json.loads(c["spec"]).get("scenario") == "clean"]
         assert len(clean) == 1
-        assert np.array_equal(unpack_bits(clean[0]["per_sample"], 12).astype(bool),
-                              decode_bits(record["per_sample"]["clean"], 12))
+        assert np.array_equal(unpack_bits(clean[0]["per_sample"], 12).astype(bool), bits_of(record)[0])
     none, at = read_record(root / "tiny" / "none.json"), read_record(root / "tiny" / "at-rs.json")
     assert none["results"]["ri"] == 0.0 and none["reported"] == {"clean": 50.0, "RS": 10.0}
     assert at["results"]["ri"] == pytest.approx((at["results"]["clean"]["accuracy"] + at["results"]["avg"])
@@ -255,19 +255,46 @@ def test_an_outside_model_is_ranked_on_every_format(board_dir: dict[str, Path], 
     assert "@misc{usermodel," in outputs["bibtex"]
 
 
-def test_verify_recomputes_the_same_per_clip_results(board_dir: dict[str, Path]) -> None:
-    """A fresh store, the same cache: the attacks run again and give the same bits; a tampered record fails."""
+def _forged(record: dict[str, Any], attack: str, scenario: str) -> dict[str, Any]:
+    """``record`` with one clip more robust under ``attack`` on ``scenario`` than measured, every number recomputed
+    from the changed bits and the record sealed again: a forgery made with robench's own code."""
+    from robench.leaderboard.record import digest_of_bits
+
+    clean, attacks, members = bits_of(record)
+    fooled = np.flatnonzero(clean & ~attacks[attack][scenario])
+    assert fooled.size, "the attack fooled no clean-correct clip: nothing to forge"
+    attacks[attack][scenario][fooled[0]] = True
+    for per in members.get(attack, {}).values():  # an ensemble's members: the clip survives every one
+        per[scenario][fooled[0]] = True
+    labels = {a: v["label"] for a, v in record["results"]["by_attack"].items()}
+    out = {**record, "results": {**results_from_bits(clean, attacks, members, record["track"]["rank_by"], labels),
+                                 "ri": record["results"]["ri"]},
+           "per_sample": per_sample_of(clean, attacks, members),
+           "per_sample_digest": digest_of_bits(clean, attacks, float(record["track"]["eps"]))}
+    return out
+
+
+def test_verify_recomputes_the_per_clip_results_and_trusts_no_stored_digest(board_dir: dict[str, Path]) -> None:
+    """A fresh store, the same cache: the attacks run again and give the same bits, and the record says it was
+    verified; a hand-edited record is refused before any work; a consistent forgery (numbers recomputed and the
+    record sealed again) is caught by re-evaluating it, cell by cell."""
     record = board_dir["root"] / "tiny" / "at-rs.json"
     common = board_dir["common"][2:]  # type: ignore[index]
     track = ["--track", str(board_dir["track"])]
-    assert main(["leaderboard", "verify", str(record), *track, *common]) == 0
-    tampered = board_dir["tmp"] / "tampered" / "tiny" / "at-rs.json"
-    tampered.parent.mkdir(parents=True)
+    copy = board_dir["tmp"] / "copy" / "tiny" / "at-rs.json"
+    copy.parent.mkdir(parents=True)
     data = json.loads(record.read_text())
-    data["per_sample_digest"] = "sha256:" + "0" * 64
     data["entry"]["source"] = str((board_dir["root"] / data["entry"]["source"]).resolve())
-    tampered.write_text(json.dumps(data))
-    assert main(["leaderboard", "verify", str(tampered), *track, *common]) == 1
+    write_record(copy, data)
+    assert main(["leaderboard", "verify", str(copy), *track, *common]) == 0
+    assert read_record(copy)["verification"]["robench"]
+    edited = json.loads(copy.read_text())
+    edited["results"]["RS"]["accuracy"] = 99.0
+    copy.write_text(json.dumps(edited))
+    assert main(["leaderboard", "verify", str(copy), *track, *common]) == 2  # refused: the seal
+    write_record(copy, _forged(read_record(record) | {"entry": data["entry"]}, "pgd", "RS"))
+    assert read_record(copy)  # self-consistent and sealed
+    assert main(["leaderboard", "verify", str(copy), *track, *common]) == 1
 
 
 def _browser_paths() -> tuple[str | None, str | None]:

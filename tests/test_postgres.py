@@ -14,44 +14,17 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.pool import NullPool
 
-from conftest import TINY_PROTOCOL
+from conftest import TINY_PROTOCOL, admin_engine
 from robench.cli import main
 from robench.errors import StoreError
-from robench.store import CellRow, ResultsStore, unpack_bits, worker_id
-
-
-def _admin(url: str) -> sa.Engine:
-    parsed = sa.engine.make_url(url)
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return sa.create_engine(parsed, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh database on the test server, as a ``postgresql://`` URL."""
-    base = os.environ.get("ROBENCH_TEST_POSTGRES")
-    if not base:
-        message = "no PostgreSQL server: set ROBENCH_TEST_POSTGRES=postgresql://user:password@host/db (a CREATEDB role)"
-        if os.environ.get("ROBENCH_REQUIRE_POSTGRES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    name = f"robench_test_{uuid.uuid4().hex[:12]}"
-    admin = _admin(base)
-    with admin.connect() as con:
-        con.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    yield sa.engine.make_url(base).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as con:
-        con.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+from robench.store import CellRow, ResultsStore, claims, unpack_bits, worker_id
+from robench.store.merge import merge_into
 
 
 def _row(cell_id: str, correct: list[bool]) -> CellRow:
@@ -81,50 +54,50 @@ def test_postgres_store_reads_back_what_it_writes_and_merges_with_sqlite(pg_url:
     # shards move both ways, by content key
     shard = ResultsStore(tmp_path / "shard.sqlite")
     shard.write_cell(_row("c2", [True]))
-    assert store.merge_from([shard]).cells_added == 1
+    assert merge_into(store, [shard]).cells_added == 1
     back = ResultsStore(tmp_path / "all.sqlite")
-    assert back.merge_from([store]).cells_added == 2 and back.cells()["c1"]["per_sample"] == row["per_sample"]
+    assert merge_into(back, [store]).cells_added == 2 and back.cells()["c1"]["per_sample"] == row["per_sample"]
     clash = ResultsStore(tmp_path / "clash.sqlite")
     clash.write_cell(_row("c1", [False, False, False]))
     with pytest.raises(StoreError, match="1 conflict"):
-        store.merge_from([clash])
+        merge_into(store, [clash])
 
 
 def test_claims_skip_rows_another_worker_is_locking_and_leases_expire(pg_url: str) -> None:
     store = ResultsStore(pg_url)
-    assert store.claim("c1", "host-a:1")
-    assert not store.claim("c1", "host-b:2")  # a live claim of another host
-    assert store.claim("c2", "host-a:1", lease_s=-1.0)
-    assert store.claim("c2", "host-b:2")  # its lease is over: taken over
+    assert claims.claim(store, "c1", "host-a:1")
+    assert not claims.claim(store, "c1", "host-b:2")  # a live claim of another host
+    assert claims.claim(store, "c2", "host-a:1", lease_s=-1.0)
+    assert claims.claim(store, "c2", "host-b:2")  # its lease is over: taken over
     store.write_cell(_row("c3", [True]))
-    assert not store.claim("c3", "host-b:2")  # stored: nothing to claim
+    assert not claims.claim(store, "c3", "host-b:2")  # stored: nothing to claim
     # a transaction holding c4's claim row: another worker neither waits nor takes it
-    assert store.claim("c4", "host-a:1", lease_s=-1.0)
-    with _admin(pg_url).connect() as con:
+    assert claims.claim(store, "c4", "host-a:1", lease_s=-1.0)
+    with admin_engine(pg_url).connect() as con:
         con.exec_driver_sql("BEGIN")
         con.exec_driver_sql("SELECT * FROM claims WHERE cell_id = 'c4' FOR UPDATE")
         t0 = time.perf_counter()
-        assert not store.claim("c4", "host-b:2")
+        assert not claims.claim(store, "c4", "host-b:2")
         assert time.perf_counter() - t0 < 5
         con.exec_driver_sql("ROLLBACK")
-    assert store.claim("c4", "host-b:2")
-    store.release("c4", "host-b:2")
-    assert store.claim("c4", worker_id())
+    assert claims.claim(store, "c4", "host-b:2")
+    claims.release(store, "c4", "host-b:2")
+    assert claims.claim(store, "c4", worker_id())
 
 
 def test_model_lock_holds_across_connections_and_is_released(pg_url: str) -> None:
     first, second = ResultsStore(pg_url), ResultsStore(pg_url)
-    with first.lock("model abc", wait=False) as held:
+    with claims.lock(first, "model abc", wait=False) as held:
         assert held
-        with second.lock("model abc", wait=False) as other:
+        with claims.lock(second, "model abc", wait=False) as other:
             assert not other
-        with second.lock("model xyz", wait=False) as unrelated:
+        with claims.lock(second, "model xyz", wait=False) as unrelated:
             assert unrelated
         waited: list[float] = []
 
         def wait_for_it() -> None:
             t0 = time.perf_counter()
-            with second.lock("model abc", wait=True) as got:
+            with claims.lock(second, "model abc", wait=True) as got:
                 assert got
                 waited.append(time.perf_counter() - t0)
 
@@ -137,11 +110,11 @@ def test_model_lock_holds_across_connections_and_is_released(pg_url: str) -> Non
 
 
 def test_a_database_that_is_not_a_robench_store_is_left_alone(pg_url: str) -> None:
-    with _admin(pg_url).connect() as con:
+    with admin_engine(pg_url).connect() as con:
         con.exec_driver_sql("CREATE TABLE invoices (id integer)")
     with pytest.raises(StoreError, match=r"not a robench results store.*invoices"):
         ResultsStore(pg_url)
-    with _admin(pg_url).connect() as con:
+    with admin_engine(pg_url).connect() as con:
         assert con.exec_driver_sql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").scalar_one() == 1
 
 

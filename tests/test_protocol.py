@@ -77,7 +77,7 @@ def test_set_overrides_parse_yaml_values() -> None:
         (lambda d: d["defenses"]["at_rs"].update(modalitie=["rgb"]), "defenses.at_rs.modalitie",
          "did you mean 'modalities'"),
         (lambda d: d["attacks"]["pgd"].update(stepz=3), "attacks.pgd.stepz", "did you mean 'steps'"),
-        (lambda d: d["attacks"]["pgd"].update(step_size="big"), "attacks.pgd.step_size", "a number"),
+        (lambda d: d["attacks"]["pgd"].update(step_size="big"), "attacks.pgd.step_size", "a finite number"),
         (lambda d: d["attacks"]["pgd"].update(type="pgdd"), "attacks.pgd.type", "a registered attack"),
         (lambda d: d.update(scenarios=["clean", "X"]), "scenarios.1", "a list drawn from clean, R, S, RS"),
         (lambda d: d.update(eps=["8/0"]), "eps.0", "a number or a fraction"),

@@ -132,7 +132,8 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 
 def test_schema_1_store_gains_the_details_column_and_keeps_its_rows(tmp_path: Path) -> None:
     """A store written before schema 2 (no ``details``) is migrated on opening; nothing is lost."""
-    from robench.store import SCHEMA_VERSION, ResultsStore
+    from robench.store import ResultsStore
+    from robench.store.schema import SCHEMA_VERSION
 
     path = tmp_path / "old.sqlite"
     ResultsStore(path)

@@ -40,10 +40,14 @@ print(len(names), "modules from", robench.__file__)
 
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel and the sdist, built from a copy of the checkout's tracked and new files."""
+    """The wheel and the sdist, built from a copy of the checkout (building writes build/ folders into its source)."""
     out = tmp_path_factory.mktemp("dist")
+    source = tmp_path_factory.mktemp("source") / "robench"
+    skip = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "results", "cache", "__pycache__",
+                                  ".pytest_cache", "site")
+    shutil.copytree(REPO, source, ignore=skip)
     done = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--wheel", "--sdist", "--outdir", str(out),
-                           str(REPO)], capture_output=True, text=True, timeout=600)
+                           str(source)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "deprecat" not in (done.stdout + done.stderr).lower(), "the build warns of something deprecated"
     return out

@@ -12,7 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from robench.store import ResultsStore, worker_alive, worker_id
+from robench.store import ResultsStore, claims, worker_id
+from robench.store.claims import worker_alive
 
 TINY = Path(__file__).parent / "data" / "tiny.yaml"
 
@@ -37,15 +38,15 @@ def test_claims_free_a_dead_workers_cells_and_keep_a_live_ones(tmp_path: Path) -
     gone.wait()
     dead = f"{socket.gethostname()}:{gone.pid}"
     assert not worker_alive(dead) and worker_alive(f"other-host:{gone.pid}")
-    assert store.claim("c1", dead)
-    assert store.claim("c1", me)  # its worker is gone: taken over at once
+    assert claims.claim(store, "c1", dead)
+    assert claims.claim(store, "c1", me)  # its worker is gone: taken over at once
     other = f"{socket.gethostname()}:{os.getppid()}"
-    assert store.claim("c2", other)
-    assert not store.claim("c2", me)  # a live worker holds it
-    assert store.claim("c3", "far-away:1", lease_s=-1.0)
-    assert store.claim("c3", me)  # another host's claim, expired
-    store.release("c2", other)
-    assert store.claim("c2", me)
+    assert claims.claim(store, "c2", other)
+    assert not claims.claim(store, "c2", me)  # a live worker holds it
+    assert claims.claim(store, "c3", "far-away:1", lease_s=-1.0)
+    assert claims.claim(store, "c3", me)  # another host's claim, expired
+    claims.release(store, "c2", other)
+    assert claims.claim(store, "c2", me)
 
 
 def test_two_workers_split_one_plan_and_compute_each_cell_once(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ even one bit is an :class:`~robench.errors.AttackCheckError`, never a warning.
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import ClassVar
 
@@ -31,6 +32,7 @@ DEFAULT_BOUNDS: dict[str, tuple[float, float] | None] = {"rgb": (0.0, 1.0), "ske
 
 
 def _per_modality(value: float | Mapping[str, float], modalities: Sequence[str], what: str) -> dict[str, float]:
+    """``{modality: value}`` from one value or a mapping; each finite and >= 0."""
     if isinstance(value, Mapping):
         missing = [m for m in modalities if m not in value]
         if missing:
@@ -39,8 +41,8 @@ def _per_modality(value: float | Mapping[str, float], modalities: Sequence[str],
     else:
         out = {m: float(value) for m in modalities}
     for m, v in out.items():
-        if not v >= 0:
-            raise ValueError(f"{what} for {m} must be >= 0, got {v}")
+        if not 0 <= v < math.inf:  # NaN fails too
+            raise ValueError(f"{what} for {m} must be a finite number >= 0, got {v}")
     return out
 
 

@@ -65,6 +65,9 @@ class IterativeAttack(EngineAttack):
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
         self.step_size = _per_modality(step_size, self.modalities, "step_size")
+        stalled = [m for m in self.modalities if self.eps[m] > 0 and self.step_size[m] == 0]
+        if stalled:  # a step of 0 inside a ball that is not a point would leave the attack where it starts
+            raise ValueError(f"step_size for {stalled[0]} must be > 0 when its eps is > 0, got 0.0")
         self.steps, self.random_start, self.restarts = int(steps), bool(random_start), int(restarts)
         self.loss_name, self.loss_fn = loss, LOSSES[loss]
         self.early_stop = bool(early_stop)

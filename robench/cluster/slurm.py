@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from robench.errors import RobenchError
+from robench.files import atomic_write
 
 
 @dataclass
@@ -131,7 +132,7 @@ class SlurmJob:
             paths = []
             for name, text in self.scripts().items():
                 path = self.folder / name
-                path.write_text(text)
+                atomic_write(path, text)
                 path.chmod(0o755)
                 paths.append(path)
         except OSError as exc:

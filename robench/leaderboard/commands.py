@@ -5,10 +5,14 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
+from robench import __version__
 from robench.errors import RobenchError
+from robench.files import atomic_write
 from robench.leaderboard.entry import load_entry
 from robench.leaderboard.evaluate import (
     build_record,
@@ -17,11 +21,14 @@ from robench.leaderboard.evaluate import (
     reported_record,
     run_entry,
 )
-from robench.leaderboard.record import read_record, write_record
+from robench.leaderboard.names import check_name, inside
+from robench.leaderboard.record import bits_of, read_record, write_record
 from robench.leaderboard.render import FORMATS, board, render
-from robench.leaderboard.tracks import bundled_tracks, load_track
+from robench.leaderboard.tracks import Track, bundled_tracks, load_track
 from robench.progress import Progress
+from robench.runtime import device_name
 from robench.store import ResultsStore
+from robench.store.results import utc_now
 from robench.train.cache import ModelCache
 
 #: the default file each format is written to, inside ``<root>/<track>/``
@@ -40,22 +47,31 @@ class Where:
     progress: str = "auto"
 
 
+def record_path(root: Path, track: Track, entry_id: str) -> Path:
+    """Where an entry's record goes: ``<root>/<track>/<entry id>.json``, both names checked, the result
+    resolved (symlinks included) and refused unless it lies under ``root``."""
+    check_name(track.name, f"track {track.path}: key 'name'")
+    check_name(entry_id, "entry id")
+    return inside(root, root / track.name / f"{entry_id}.json", "record")
+
+
 def add(entry_path: str, track_name: str, where: Where, reported_only: bool = False) -> Path:
     """Evaluate the entry on the track (or take its reported numbers) and write its record; returns the path.
 
-    Everything is checked before the record is written, and the record is written atomically: a bad
-    entry leaves the leaderboard as it was.
+    Everything is checked before the record is written (names, the target folder, the clips), and the
+    record is written atomically: a bad entry, a kill or a full disk leaves the leaderboard as it was.
     """
     track = load_track(track_name)
     entry = load_entry(entry_path)
-    target = where.root / track.name / f"{entry.id}.json"
+    target = record_path(where.root, track, entry.id)
     source = relative_source(entry.path, where.root)
     if reported_only:
         write_record(target, reported_record(entry, track, source))
         return target
     baseline = None
-    if track.baseline and track.baseline != entry.id and (where.root / track.name / f"{track.baseline}.json").is_file():
-        candidate = read_record(where.root / track.name / f"{track.baseline}.json")
+    base_file = where.root / track.name / f"{track.baseline}.json" if track.baseline else None
+    if base_file is not None and track.baseline != entry.id and base_file.is_file():
+        candidate = read_record(base_file)
         baseline = candidate if candidate["status"] == "verified" else None
     record = evaluate_entry(entry, track, ResultsStore(where.store), where.cache, where.device, where.progress, source,
                             baseline)
@@ -65,20 +81,44 @@ def add(entry_path: str, track_name: str, where: Where, reported_only: bool = Fa
 
 @dataclass
 class Verification:
-    """The outcome of re-evaluating a record: ``match`` and, if not, which columns differ."""
+    """The outcome of re-evaluating a record: ``match``, and each cell whose clips differ with how many."""
 
     record: Path
     match: bool
-    expected: str
-    found: str
     differing: list[str]
 
 
-def verify(record_path: str, where: Where, track_file: str | None = None) -> Verification:
-    """Re-evaluate a record's entry from scratch (a temporary results store; trained models may come from
-    the cache) and compare the per-clip results bit for bit. The track is the bundled one the record
-    names, or ``track_file``."""
-    path = Path(record_path).resolve()
+def compare_bits(record: dict[str, Any], fresh: dict[str, Any], where: str) -> list[str]:
+    """``"<cell>: k of n clips differ"`` for every cell (clean, each attack and scenario, each AutoAttack member)
+    whose per-clip results differ between a stored record and a fresh evaluation of its entry."""
+    old_clean, old_attacks, old_members = bits_of(record, where)
+    new_clean, new_attacks, new_members = bits_of(fresh, "the fresh evaluation")
+    pairs: list[tuple[str, np.ndarray | None, np.ndarray | None]] = [("clean", old_clean, new_clean)]
+    for a in sorted(set(old_attacks) | set(new_attacks)):
+        for sc in sorted(set(old_attacks.get(a, {})) | set(new_attacks.get(a, {}))):
+            pairs.append((f"{a} on {sc}", old_attacks.get(a, {}).get(sc), new_attacks.get(a, {}).get(sc)))
+    for a in sorted(set(old_members) | set(new_members)):
+        for m in sorted(set(old_members.get(a, {})) | set(new_members.get(a, {}))):
+            old_m, new_m = old_members.get(a, {}).get(m, {}), new_members.get(a, {}).get(m, {})
+            for sc in sorted(set(old_m) | set(new_m)):
+                pairs.append((f"{a}@{m} on {sc}", old_m.get(sc), new_m.get(sc)))
+    out = []
+    for name, old, new in pairs:
+        if old is None or new is None:
+            out.append(f"{name}: {'not in the record' if old is None else 'not evaluated again'}")
+        elif old.shape != new.shape:
+            out.append(f"{name}: {old.size} clips in the record, {new.size} evaluated again")
+        elif (diff := int((old != new).sum())):
+            out.append(f"{name}: {diff} of {old.size} clips differ")
+    return out
+
+
+def verify(record_path_: str, where: Where, track_file: str | None = None, stamp: bool = True) -> Verification:
+    """Re-evaluate a record's entry from scratch (a temporary results store; trained models may come from the
+    cache) and compare every cell's per-clip results with the record's, clip by clip: a stored digest is never
+    trusted over the recomputation. The track is the bundled one the record names, or ``track_file``. When
+    every clip agrees and ``stamp`` is set, the record's ``verification`` says when and with which robench."""
+    path = Path(record_path_).resolve()
     record = read_record(path)
     if record["status"] != "verified":
         raise RobenchError(f"record {path} is unverified (reported numbers only): nothing to re-evaluate; "
@@ -96,9 +136,11 @@ def verify(record_path: str, where: Where, track_file: str | None = None) -> Ver
         ev = run_entry(entry, track, ResultsStore(Path(tmp) / "verify.sqlite"), ModelCache(where.cache),
                        where.cache / "data", where.device, progress)
         fresh = build_record(entry, track, ev, where.device, record["entry"]["source"])
-    found = fresh["per_sample_digest"]
-    differing = [c for c in record["per_sample"] if record["per_sample"][c] != fresh["per_sample"].get(c)]
-    return Verification(path, found == record["per_sample_digest"], record["per_sample_digest"], found, differing)
+    differing = compare_bits(record, fresh, str(path))
+    if not differing and stamp:
+        record["verification"] = {"verified_at": utc_now(), "robench": __version__, "device": device_name(where.device)}
+        write_record(path, record)
+    return Verification(path, not differing, differing)
 
 
 def render_tracks(root: Path, fmt: str, track_name: str | None = None, out: Path | None = None) -> list[Path]:
@@ -118,6 +160,6 @@ def render_tracks(root: Path, fmt: str, track_name: str | None = None, out: Path
             raise RobenchError(f"no records of track {track.name} under {root}: add an entry first")
         target = out or folder / DEFAULT_FILES[fmt]
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(render(board(track, folder), fmt), encoding="utf-8")
+        atomic_write(target, render(board(track, folder), fmt))
         written.append(target)
     return written

@@ -38,13 +38,13 @@ from typing import Any
 import yaml
 
 from robench.errors import RobenchError
+from robench.leaderboard.names import ALLOWED, NAME, resolve
 from robench.models.provided import ProvidedModel
 
 #: version of the entry schema this robench reads
 ENTRY_SCHEMA = 1
 #: scenario keys of ``reported`` numbers
 REPORTED_KEYS = ("clean", "R", "S", "RS", "avg", "ri", "worst")
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 _REQUIRED: dict[str, type] = {"name": str, "authors": list, "architecture": str, "defense": str, "model": dict}
 _OPTIONAL: dict[str, type] = {
     "schema": int, "id": str, "paper": str, "venue": str, "extra_data": str, "forward_passes": int,
@@ -127,7 +127,7 @@ def read_mapping(path: Path, what: str) -> dict[str, Any]:
 
 def load_entry(path: str | Path) -> Entry:
     """Read and validate an entry file; raises :class:`RobenchError` naming the file, key and what is allowed."""
-    path = Path(path).expanduser().resolve()
+    path = resolve(Path(path).expanduser(), "entry")
     data = read_mapping(path, "entry")
     schema = data.get("schema", ENTRY_SCHEMA)
     if schema != ENTRY_SCHEMA:
@@ -149,8 +149,8 @@ def load_entry(path: str | Path) -> Entry:
     if not data["authors"] or not all(isinstance(a, str) and a.strip() for a in data["authors"]):
         raise _fail(path, "authors", data["authors"], "a non-empty list of author names")
     entry_id = data.get("id") or path.stem
-    if not _ID.match(entry_id):
-        raise _fail(path, "id", entry_id, "letters, digits, '_', '.', '-' (up to 80), starting with a letter or digit")
+    if not isinstance(entry_id, str) or not NAME.fullmatch(entry_id) or ".." in entry_id:
+        raise _fail(path, "id", entry_id, ALLOWED)
     passes = data.get("forward_passes", 1)
     if passes < 1:
         raise _fail(path, "forward_passes", passes, "an integer >= 1")
@@ -203,13 +203,13 @@ def _model(path: Path, spec: dict[str, Any]) -> ProtocolModel | OutsideModel:
                     "{plugins, rgb, skeleton, weights} for an outside model")
     if not isinstance(spec.get("weights"), str):
         raise _fail(path, "model.weights", spec.get("weights"), "the path of the model's weights file (required)")
-    weights = (path.parent / spec["weights"]).resolve()
+    weights = resolve(path.parent / spec["weights"], f"entry {path}: key 'model.weights'")
     if not weights.is_file():
         raise _fail(path, "model.weights", spec["weights"], "an existing weights file (relative to the entry)")
     plugins_raw = spec.get("plugins") or []
     if not isinstance(plugins_raw, list) or not all(isinstance(p, str) for p in plugins_raw):
         raise _fail(path, "model.plugins", plugins_raw, "a list of Python files that register the backbones")
-    plugins = tuple((path.parent / p).resolve() for p in plugins_raw)
+    plugins = tuple(resolve(path.parent / p, f"entry {path}: key 'model.plugins'") for p in plugins_raw)
     for raw, p in zip(plugins_raw, plugins, strict=True):
         if not p.is_file():
             raise _fail(path, "model.plugins", raw, "existing Python files (relative to the entry)")

@@ -10,7 +10,6 @@ whose own protocol used the track's data is not trained again. Evaluation is in 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,21 +20,20 @@ import torch
 
 from robench import __version__
 from robench.errors import RobenchError
-from robench.evaluation import CellDetails
 from robench.hashing import content_hash
 from robench.leaderboard.entry import Entry, ObjectModel, OutsideModel, ProtocolModel
-from robench.leaderboard.record import COLUMNS, RECORD_SCHEMA, encode_bits
+from robench.leaderboard.record import RECORD_SCHEMA, digest_of_bits, per_sample_of, results_from_bits
 from robench.leaderboard.tracks import PRECISION, Track
 from robench.progress import Progress
-from robench.protocol.layout import WORST
 from robench.protocol.load import RawProtocol, load_raw, merge
 from robench.protocol.schema import Protocol, validate
 from robench.report.flags import run_flags
-from robench.report.metrics import avg, wilson_interval
 from robench.report.tables import CellIndex
 from robench.run_layout import RunLayout
 from robench.runtime import RuntimeOptions, device_name, git_commit
 from robench.store import ResultsStore
+from robench.store.details import CellDetails
+from robench.store.results import utc_now
 from robench.train.cache import ModelCache
 from robench.train.trainer import TrainedModel
 
@@ -156,13 +154,6 @@ def provided_models(entry: Entry, protocol: Protocol) -> dict[str, TrainedModel]
     return {job_id: TrainedModel(entry.model.model, Provided(entry.model.model.digest))}
 
 
-def _accuracy(bits: np.ndarray) -> dict[str, Any]:
-    correct, n = int(bits.sum()), int(bits.size)
-    lo, hi = wilson_interval(correct, n)
-    return {"accuracy": 100.0 * correct / n if n else float("nan"), "correct": correct, "n": n,
-            "interval": [100.0 * lo, 100.0 * hi]}
-
-
 def clips_digest(protocol: Protocol) -> tuple[int, str]:
     """``(count, sha256)`` of the clips a protocol evaluates: the dataset's parameters, split, indices and
     labels. Reads the dataset (the synthetic one is generated; a real one must be prepared)."""
@@ -179,70 +170,58 @@ def clips_digest(protocol: Protocol) -> tuple[int, str]:
     return len(labels), "sha256:" + content_hash(ident, 64)
 
 
-def per_sample_digest(ev: Evaluation) -> str:
-    """SHA-256 over every cell's (scenario, attack, eps, per-clip bits), in a fixed order."""
-    h = hashlib.sha256()
-    for ref in sorted(ev.layout.cells, key=lambda r: (r.scenario, r.attack or "", r.eps, r.seed)):
-        cell = ev.cells.get(ref.cell_id)
-        if cell is None:
-            raise RobenchError(f"cell {ref.cell_id} of {ev.protocol.name} is not in the store")
-        h.update(json.dumps([ref.scenario, ref.attack, ref.eps, cell["n"]]).encode())
-        h.update(cell["per_sample"] or b"")
-    return "sha256:" + h.hexdigest()
+def evaluated_bits(entry: Entry, track: Track, ev: Evaluation) -> tuple[
+        np.ndarray, dict[str, dict[str, np.ndarray]], dict[str, dict[str, dict[str, np.ndarray]]]]:
+    """The per-clip results of an evaluation: clean, each attack per scenario, each AutoAttack member per scenario."""
+    vid = next(iter(ev.protocol.variants))
+    seed = ev.layout.seeds[0]
+    index = CellIndex(ev.layout, ev.cells, {})
+    eps = track.eps
+    clean, _ = index.robust(vid, entry.id, seed, None, "clean", eps)
+    if clean is None:
+        raise RobenchError(f"{entry.id} on track {track.name}: no stored clean result")
+    attacks: dict[str, dict[str, np.ndarray]] = {}
+    members: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    for attack_id, attack in ev.protocol.variants[vid].attacks.items():
+        for scenario in track.attacked:
+            bits, _ = index.robust(vid, entry.id, seed, attack_id, scenario, eps)
+            if bits is None:
+                raise RobenchError(f"{entry.id} on track {track.name}: no stored result of {attack_id} on {scenario}")
+            attacks.setdefault(attack_id, {})[scenario] = bits.astype(bool)
+            cid = index.index.get((vid, entry.id, seed, attack_id, scenario, round(eps, 12)))
+            raw = (ev.cells.get(cid or "") or {}).get("details") if attack.attack.type == "autoattack" else None
+            if raw is not None:
+                for stage in CellDetails.from_json(json.loads(raw)).stages:
+                    staged, _ = index.robust(vid, entry.id, seed, f"{attack_id}@{stage}", scenario, eps)
+                    if staged is not None:
+                        members.setdefault(attack_id, {}).setdefault(stage, {})[scenario] = staged.astype(bool)
+    return clean.astype(bool), attacks, members
 
 
 def build_record(entry: Entry, track: Track, ev: Evaluation, device: torch.device, source: str,
                  baseline: dict[str, Any] | None = None, clips: tuple[int, str] | None = None) -> dict[str, Any]:
-    """The record of a verified entry from its evaluation (see :mod:`robench.leaderboard.record`)."""
+    """The record of a verified entry from its evaluation (see :mod:`robench.leaderboard.record`): every number
+    is computed from the per-clip results the record carries, so that reading it can check them."""
     vid = next(iter(ev.protocol.variants))
-    seed = ev.layout.seeds[0]
     flags = run_flags(ev.layout, ev.cells)
-    index = CellIndex(ev.layout, ev.cells, flags)
-    eps = track.eps
-    columns: dict[str, np.ndarray] = {}
-    for scenario in COLUMNS:
-        bits, _ = index.robust(vid, entry.id, seed, None if scenario == "clean" else WORST, scenario, eps)
-        if bits is None:
-            raise RobenchError(f"{entry.id} on track {track.name}: no stored result for {scenario}")
-        columns[scenario] = bits.astype(bool)
-    columns["worst"] = columns[track.rank_by]
-    results: dict[str, Any] = {col: _accuracy(bits) for col, bits in columns.items()}
-    attacked = [s for s in ("R", "S", "RS") if s in columns]
-    results["avg"] = avg(*(results[s]["accuracy"] for s in attacked)) if len(attacked) == 3 else None
-    results["ri"] = 0.0 if entry.id == track.baseline and results["avg"] is not None else None
-    if baseline is not None and results["avg"] is not None and baseline["results"].get("avg") is not None:
+    clean, attacks, members = evaluated_bits(entry, track, ev)
+    labels = {a: e.label for a, e in ev.protocol.variants[vid].attacks.items()}
+    results = results_from_bits(clean, attacks, members, track.rank_by, labels)
+    results["ri"] = 0.0 if entry.id == track.baseline else None
+    if baseline is not None and baseline["results"].get("avg") is not None:
         results["ri"] = (results["clean"]["accuracy"] + results["avg"]) - (
             baseline["results"]["clean"]["accuracy"] + baseline["results"]["avg"])
-    results["by_attack"] = {}
-    results["autoattack"] = {}
-    for attack_id, attack in ev.protocol.variants[vid].attacks.items():
-        per: dict[str, Any] = {}
-        for scenario in attacked:
-            bits, _ = index.robust(vid, entry.id, seed, attack_id, scenario, eps)
-            if bits is not None:
-                per[scenario] = _accuracy(bits)
-        results["by_attack"][attack_id] = {"label": attack.label, **per}
-        if attack.attack.type == "autoattack":
-            for scenario in attacked:
-                cid = index.index.get((vid, entry.id, seed, attack_id, scenario, round(eps, 12)))
-                stored: dict[str, Any] = ev.cells.get(cid or "") or {}
-                raw = stored.get("details")
-                if raw is None:
-                    continue
-                for stage in CellDetails.from_json(json.loads(raw)).stages:
-                    bits, _ = index.robust(vid, entry.id, seed, f"{attack_id}@{stage}", scenario, eps)
-                    if bits is not None:
-                        results["autoattack"].setdefault(stage, {})[scenario] = _accuracy(bits)
     flag_list = [{"code": f.code, "message": f.message, "cell": cid} for cid, fs in flags.items() for f in fs]
     count, digest = clips or clips_digest(ev.protocol)
     model_ids = sorted({m.model_id for m in ev.layout.models})
+    eps = track.eps
     return {
         "schema": RECORD_SCHEMA,
         "status": "verified",
         "track": {"name": track.name, "version": track.version, "digest": track.digest, "eps": eps,
                   "eps_units": {"rgb": f"{255 * eps:.3g} grey levels of 255",
                                 "skeleton": f"{eps:.4g} m ({100 * eps:.3g} cm)"},
-                  "clips": {"count": count, "digest": digest}},
+                  "rank_by": track.rank_by, "clips": {"count": count, "digest": digest}},
         "entry": {**entry.metadata(), "source": source},
         "results": results,
         "flags": flag_list,
@@ -251,9 +230,11 @@ def build_record(entry: Entry, track: Track, ev: Evaluation, device: torch.devic
                        "device": device_name(device), "precision": PRECISION, "seeds": ev.layout.seeds,
                        "model_ids": model_ids, "cell_ids": sorted(ev.cells),
                        "protocol_hash": "sha256:" + content_hash(ev.protocol.data, 64),
-                       "evaluation_seconds": round(ev.seconds, 1)},
-        "per_sample": {col: encode_bits(bits) for col, bits in columns.items()},
-        "per_sample_digest": per_sample_digest(ev),
+                       "evaluation_seconds": round(ev.seconds, 1), "evaluated_at": utc_now()},
+        "verification": {},
+        "per_sample": per_sample_of(clean, attacks, members),
+        "per_sample_digest": digest_of_bits(clean, attacks, eps),
+        "seal": {},
     }
 
 
@@ -267,14 +248,16 @@ def reported_record(entry: Entry, track: Track, source: str) -> dict[str, Any]:
         "schema": RECORD_SCHEMA,
         "status": "unverified",
         "track": {"name": track.name, "version": track.version, "digest": track.digest, "eps": track.eps,
-                  "clips": track.clips},
+                  "rank_by": track.rank_by, "clips": track.clips},
         "entry": {**entry.metadata(), "source": source},
         "results": {},
         "flags": [],
         "reported": reported,
         "provenance": {"robench": __version__, "git_commit": git_commit()},
+        "verification": {},
         "per_sample": {},
         "per_sample_digest": None,
+        "seal": {},
     }
 
 

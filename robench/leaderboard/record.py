@@ -1,47 +1,65 @@
-"""Leaderboard records: one JSON file per entry and track, validated against :data:`RECORD_SCHEMA`.
+"""Leaderboard records: one JSON file per entry and track, whose every number follows from its per-clip results.
 
-A record (``leaderboard/<track>/<entry id>.json``) holds:
+A record (``leaderboard/<track>/<entry id>.json``, schema :data:`RECORD_SCHEMA`) holds:
 
 - ``schema``, ``status`` (``verified``: evaluated by robench; ``unverified``: the authors' reported
-  numbers only, never ranked above or beside measured ones);
-- ``track``: name, version and digest, eps in both units, the evaluated clips (count, digest);
-- ``entry``: the entry's metadata and ``source`` (the entry file, relative to the leaderboard folder);
-- ``results``: per column (``clean``, ``R``, ``S``, ``RS`` = the paper's Clean, XR, XS, XRS; robust
-  columns are the worst case over the track's attacks), ``accuracy`` (percent), ``correct``, ``n`` and
-  the 95% Wilson ``interval``; ``avg`` and ``ri`` (paper Eq. 13-14; ``ri`` against the track's baseline
-  entry, null without one); ``worst`` = the ranking column; ``by_attack`` (each attack alone per
-  scenario) and ``autoattack`` (accuracy after each AutoAttack member per scenario);
-- ``flags``: the sanity flags of the entry's cells (``docs/flags.md``);
-- ``reported``: the entry's numbers for this track (percent), beside ``results``;
-- ``provenance``: robench version, git commit, torch version, device, precision, seeds, the model id,
-  cell ids and the hash of the evaluation protocol;
-- ``per_sample``: base64 bit-packed per-clip correctness of every results column (for the paired tests
-  of the ranking) and ``per_sample_digest``, the SHA-256 of every cell's per-clip results, which
-  ``robench leaderboard verify`` recomputes.
+  numbers only, never ranked beside measured ones);
+- ``track``: name, version and digest, eps in both units, ``rank_by``, the evaluated clips;
+- ``entry``: the entry's metadata and ``source`` (its file, relative to the leaderboard folder);
+- ``results``: ``clean``, ``R``, ``S``, ``RS`` (the paper's Clean, XR, XS, XRS; attacked columns are the
+  worst case over the track's attacks, per clip) and ``worst`` (the ranking column), each with
+  ``accuracy`` (percent), ``correct``, ``n`` and the 95% Wilson ``interval``; ``avg`` and ``ri`` (paper
+  Eq. 13-14; ``ri`` against the track's baseline entry, recomputed when a board is rendered);
+  ``by_attack`` (each attack alone) and ``autoattack`` (the accuracy after each AutoAttack member);
+- ``flags``, ``reported`` (the authors' numbers), ``provenance`` (robench version, git commit, torch,
+  device, precision, seeds, model and cell ids, protocol hash, when it was evaluated) and
+  ``verification`` (when ``robench leaderboard verify`` last re-evaluated it, and with which robench);
+- ``per_sample``: the per-clip results, bit-packed in base64: ``clean``, each attack's per scenario
+  (``attacks``) and each AutoAttack member's (``members``); ``per_sample_digest`` over them;
+- ``seal``: the SHA-256 of the rest of the record in canonical JSON, or its HMAC-SHA256 with the key in
+  ``$ROBENCH_RECORD_KEY``.
+
+Reading a record (:func:`read_record`) checks all of it: the structure and types, the seal, and then
+every number against what the per-clip results give (:func:`check_numbers`). A record whose numbers
+disagree with its own bits, or that was edited after robench wrote it, is refused with the field
+named. The seal catches edits made without robench; a keyed seal (HMAC) also catches a forger who
+recomputes it, as long as the key stays with whoever runs the board. ``robench leaderboard verify``
+goes further and re-evaluates the entry.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import hashlib
+import hmac
 import json
+import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from robench.errors import RobenchError
+from robench.files import atomic_write
+from robench.leaderboard.names import check_name
+from robench.report.metrics import avg, wilson_interval
 from robench.store import pack_bits, unpack_bits
 
-#: version of the record schema
-RECORD_SCHEMA = 1
+#: version of the record schema (2: per-clip results of every attack and member, rank_by, the seal)
+RECORD_SCHEMA = 2
 STATUSES = ("verified", "unverified")
 COLUMNS = ("clean", "R", "S", "RS")
+#: the environment variable holding the key of keyed seals
+KEY_VARIABLE = "ROBENCH_RECORD_KEY"
 _TOP: dict[str, type | tuple[type, ...]] = {
     "schema": int, "status": str, "track": dict, "entry": dict, "results": dict, "flags": list,
-        "reported": dict, "provenance": dict, "per_sample": dict, "per_sample_digest": (str, type(None))}
+    "reported": dict, "provenance": dict, "verification": dict, "per_sample": dict,
+    "per_sample_digest": (str, type(None)), "seal": dict}
 _ACCURACY: dict[str, type | tuple[type, ...]] = {"accuracy": (int, float), "correct": int, "n": int, "interval": list}
+#: how far a stored float may be from its recomputation (JSON round trips are exact; this absorbs nothing else)
+TOLERANCE = 1e-9
 
 
 def _type_name(kind: Any) -> str:
@@ -49,84 +67,320 @@ def _type_name(kind: Any) -> str:
     return " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
 
 
-def validate_record(data: Any, where: str) -> dict[str, Any]:
-    """Check a record's structure and types; returns it, or raises :class:`RobenchError` naming the key."""
+class RecordError(RobenchError):
+    """A record is malformed, edited, or its numbers do not follow from its per-clip results."""
+
+
+def _fail(where: str, key: str, found: Any, allowed: str) -> RecordError:
+    shown = json.dumps(found, default=str)
+    return RecordError(f"record {where}: key '{key}': found {shown[:80]}{'…' if len(shown) > 80 else ''}; "
+                       f"allowed: {allowed}")
+
+
+# -- structure -------------------------------------------------------------------------------------
+
+def validate_structure(data: Any, where: str) -> dict[str, Any]:
+    """Check a record's keys and types; returns it, or raises :class:`RecordError` naming the key."""
     if not isinstance(data, dict):
-        raise RobenchError(f"record {where}: expected a JSON object")
-
-    def fail(key: str, found: Any, allowed: str) -> RobenchError:
-        return RobenchError(f"record {where}: key '{key}': found {json.dumps(found)[:80]}; allowed: {allowed}")
-
+        raise RecordError(f"record {where}: expected a JSON object")
     for key, kind in _TOP.items():
         if key not in data:
-            raise fail(key, "(missing)", _type_name(kind))
+            raise _fail(where, key, "(missing)", _type_name(kind))
         if not isinstance(data[key], kind) or isinstance(data[key], bool):
-            raise fail(key, data[key], _type_name(kind))
+            raise _fail(where, key, data[key], _type_name(kind))
     if unknown := sorted(set(data) - set(_TOP)):
-        raise fail(unknown[0], "(unknown key)", ", ".join(_TOP))
+        raise _fail(where, unknown[0], "(unknown key)", ", ".join(_TOP))
     if data["schema"] != RECORD_SCHEMA:
-        raise fail("schema", data["schema"], f"{RECORD_SCHEMA} (the record schema this robench reads)")
+        raise _fail(where, "schema", data["schema"], f"{RECORD_SCHEMA} (the record schema this robench reads; "
+                    "records of older schemas are made again with robench leaderboard add)")
     if data["status"] not in STATUSES:
-        raise fail("status", data["status"], ", ".join(STATUSES))
+        raise _fail(where, "status", data["status"], ", ".join(STATUSES))
     for key in ("name", "version", "digest"):
         if key not in data["track"]:
-            raise fail(f"track.{key}", "(missing)", "the track's name, version and digest")
+            raise _fail(where, f"track.{key}", "(missing)", "the track's name, version and digest")
     for key in ("id", "name", "authors"):
         if key not in data["entry"]:
-            raise fail(f"entry.{key}", "(missing)", "the entry's id, name and authors")
+            raise _fail(where, f"entry.{key}", "(missing)", "the entry's id, name and authors")
+    try:
+        check_name(data["track"]["name"], "track.name")
+        check_name(data["entry"]["id"], "entry.id")
+    except RobenchError as exc:
+        raise RecordError(f"record {where}: {exc}") from None
+    for key in ("name", "defense", "architecture"):
+        value = data["entry"].get(key)
+        if value is not None and (not isinstance(value, str) or any(ord(ch) < 32 for ch in value)):
+            raise _fail(where, f"entry.{key}", value, "a string without control characters")
     if data["status"] == "verified":
         for col in (*COLUMNS, "worst"):
             cell = data["results"].get(col)
             if not isinstance(cell, dict):
-                raise fail(f"results.{col}", cell, "{accuracy, correct, n, interval}")
+                raise _fail(where, f"results.{col}", cell, "{accuracy, correct, n, interval}")
             for key, kind in _ACCURACY.items():
                 if not isinstance(cell.get(key), kind) or isinstance(cell.get(key), bool):
-                    raise fail(f"results.{col}.{key}", cell.get(key), _type_name(kind))
-            if not 0 <= cell["correct"] <= cell["n"] or not 0 <= cell["accuracy"] <= 100:
-                raise fail(f"results.{col}", cell, "0 <= correct <= n and an accuracy in percent")
-        for col in (*COLUMNS, "worst"):
-            if not isinstance(data["per_sample"].get(col), str):
-                raise fail(f"per_sample.{col}", data["per_sample"].get(col), "base64 bit-packed per-clip results")
+                    raise _fail(where, f"results.{col}.{key}", cell.get(key), _type_name(kind))
+        if data["track"].get("rank_by") not in COLUMNS[1:]:
+            raise _fail(where, "track.rank_by", data["track"].get("rank_by"), ", ".join(COLUMNS[1:]))
+        for key, kind in (("clean", str), ("attacks", dict), ("members", dict)):
+            if not isinstance(data["per_sample"].get(key), kind):
+                raise _fail(where, f"per_sample.{key}", data["per_sample"].get(key),
+                            f"{_type_name(kind)} (base64 bit-packed per-clip results)")
         if not isinstance(data["per_sample_digest"], str):
-            raise fail("per_sample_digest", data["per_sample_digest"], "sha256:<hex> of the cells' per-clip results")
+            raise _fail(where, "per_sample_digest", data["per_sample_digest"], "sha256:<hex> of the per-clip results")
     return data
 
 
-def read_record(path: str | Path) -> dict[str, Any]:
-    """Read and validate a record file (plain JSON: nothing in it can run)."""
-    path = Path(path)
-    if not path.is_file():
-        raise RobenchError(f"record {path} does not exist")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RobenchError(f"record {path}: not valid JSON ({exc})") from None
-    return validate_record(data, str(path))
+# -- the seal --------------------------------------------------------------------------------------
+
+def canonical(record: dict[str, Any]) -> bytes:
+    """The record without its seal, as canonical JSON (sorted keys, no spaces): what the seal covers."""
+    body = {k: v for k, v in record.items() if k != "seal"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
-def write_record(path: Path, record: dict[str, Any]) -> None:
-    """Validate, then write atomically (a temporary file in the same folder, then a rename)."""
-    validate_record(record, str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(record, fh, indent=2, sort_keys=False)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def seal(record: dict[str, Any]) -> dict[str, str]:
+    """The seal of ``record``: HMAC-SHA256 with ``$ROBENCH_RECORD_KEY`` when it is set, else SHA-256."""
+    key = os.environ.get(KEY_VARIABLE)
+    if key:
+        return {"algorithm": "hmac-sha256", "value": hmac.new(key.encode(), canonical(record), "sha256").hexdigest()}
+    return {"algorithm": "sha256", "value": hashlib.sha256(canonical(record)).hexdigest()}
 
+
+def check_seal(record: dict[str, Any], where: str) -> None:
+    """Raise :class:`RecordError` if the record changed since it was sealed (a keyed seal needs the key)."""
+    found = record["seal"]
+    algorithm = found.get("algorithm")
+    if algorithm == "sha256":
+        expected = hashlib.sha256(canonical(record)).hexdigest()
+    elif algorithm == "hmac-sha256":
+        key = os.environ.get(KEY_VARIABLE)
+        if not key:
+            raise RecordError(f"record {where} carries a keyed seal (hmac-sha256); set ${KEY_VARIABLE} to the board's "
+                              "key to read it")
+        expected = hmac.new(key.encode(), canonical(record), "sha256").hexdigest()
+    else:
+        raise _fail(where, "seal.algorithm", algorithm, "sha256 or hmac-sha256")
+    if not hmac.compare_digest(str(found.get("value", "")), expected):
+        raise RecordError(f"record {where}: key 'seal': the record was changed after robench wrote it (its content no "
+                          "longer matches its seal); make it again with robench leaderboard add")
+
+
+# -- numbers from bits -----------------------------------------------------------------------------
 
 def encode_bits(bits: np.ndarray) -> str:
     """Per-clip booleans -> base64 of the packed bits."""
     return base64.b64encode(pack_bits(bits)).decode("ascii")
 
 
-def decode_bits(text: str, n: int) -> np.ndarray:
-    """Inverse of :func:`encode_bits` for ``n`` clips."""
-    bits = unpack_bits(base64.b64decode(text), n)
-    if bits is None:
-        raise RobenchError("record: per-sample results are missing")
+def decode_bits(text: str, n: int, where: str = "", key: str = "per_sample") -> np.ndarray:
+    """Inverse of :func:`encode_bits` for ``n`` clips; a :class:`RecordError` naming ``key`` if it is not that."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        raise _fail(where, key, text, "base64 of bit-packed per-clip results") from None
+    if len(raw) != (n + 7) // 8:
+        raise _fail(where, key, f"{len(raw)} bytes", f"{(n + 7) // 8} bytes for {n} clips")
+    bits = unpack_bits(raw, n)
+    assert bits is not None
     return bits.astype(bool)
+
+
+def summary(bits: np.ndarray) -> dict[str, Any]:
+    """``{accuracy, correct, n, interval}`` of per-clip results (percent)."""
+    correct, n = int(bits.sum()), int(bits.size)
+    lo, hi = wilson_interval(correct, n)
+    return {"accuracy": 100.0 * correct / n if n else float("nan"), "correct": correct, "n": n,
+            "interval": [100.0 * lo, 100.0 * hi]}
+
+
+def digest_of_bits(clean: np.ndarray, attacks: dict[str, dict[str, np.ndarray]], eps: float) -> str:
+    """SHA-256 over every cell's (scenario, attack, eps, n, per-clip bits), in a fixed order (clean first)."""
+    cells = [("clean", None, 0.0, clean)] + [(s, a, eps, bits) for a, per in attacks.items() for s, bits in per.items()]
+    h = hashlib.sha256()
+    for scenario, attack, e, bits in sorted(cells, key=lambda c: (c[0], c[1] or "", c[2])):
+        h.update(json.dumps([scenario, attack, e, int(bits.size)]).encode())
+        h.update(pack_bits(bits))
+    return "sha256:" + h.hexdigest()
+
+
+def bits_of(record: dict[str, Any], where: str = "") -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]],
+                                                             dict[str, dict[str, dict[str, np.ndarray]]]]:
+    """A verified record's per-clip results: ``(clean, {attack: {scenario: bits}}, {attack: {member: {scenario:
+    bits}}})``, every array of the clean column's length."""
+    n = int(record["results"]["clean"]["n"])
+    ps = record["per_sample"]
+    clean = decode_bits(ps["clean"], n, where, "per_sample.clean")
+    attacks = {a: {s: decode_bits(t, n, where, f"per_sample.attacks.{a}.{s}") for s, t in _mapping(per, where,
+               f"per_sample.attacks.{a}").items()} for a, per in ps["attacks"].items()}
+    members = {a: {m: {s: decode_bits(t, n, where, f"per_sample.members.{a}.{m}.{s}")
+                       for s, t in _mapping(per, where, f"per_sample.members.{a}.{m}").items()}
+                   for m, per in _mapping(stages, where, f"per_sample.members.{a}").items()}
+               for a, stages in ps["members"].items()}
+    return clean, attacks, members
+
+
+def _mapping(value: Any, where: str, key: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _fail(where, key, value, "a mapping")
+    return value
+
+
+def columns_of(clean: np.ndarray, attacks: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The results columns from per-clip results: clean, and each attacked scenario's worst case over the attacks."""
+    out = {"clean": clean}
+    for scenario in COLUMNS[1:]:
+        arrays = [per[scenario] for per in attacks.values() if scenario in per]
+        if arrays:
+            out[scenario] = np.logical_and.reduce(arrays)
+    return out
+
+
+def results_from_bits(clean: np.ndarray, attacks: dict[str, dict[str, np.ndarray]],
+                      members: dict[str, dict[str, dict[str, np.ndarray]]], rank_by: str,
+                      labels: dict[str, str]) -> dict[str, Any]:
+    """A verified record's ``results`` (all but ``ri``, which needs the baseline) from its per-clip results."""
+    columns = columns_of(clean, attacks)
+    results: dict[str, Any] = {col: summary(bits) for col, bits in columns.items()}
+    results["worst"] = summary(columns[rank_by])
+    results["avg"] = avg(*(results[s]["accuracy"] for s in COLUMNS[1:]))
+    results["by_attack"] = {a: {"label": labels.get(a, a), **{s: summary(bits) for s, bits in per.items()}}
+                            for a, per in attacks.items()}
+    results["autoattack"] = {}
+    for stages in members.values():
+        for stage, per in stages.items():
+            results["autoattack"].setdefault(stage, {}).update({s: summary(bits) for s, bits in per.items()})
+    return results
+
+
+def per_sample_of(clean: np.ndarray, attacks: dict[str, dict[str, np.ndarray]],
+                  members: dict[str, dict[str, dict[str, np.ndarray]]]) -> dict[str, Any]:
+    """A record's ``per_sample`` from per-clip results (the inverse of :func:`bits_of`)."""
+    return {"clean": encode_bits(clean),
+            "attacks": {a: {s: encode_bits(b) for s, b in per.items()} for a, per in attacks.items()},
+            "members": {a: {m: {s: encode_bits(b) for s, b in per.items()} for m, per in stages.items()}
+                        for a, stages in members.items()}}
+
+
+def _same(stored: Any, expected: Any) -> bool:
+    if isinstance(expected, float) or isinstance(stored, float):
+        return isinstance(stored, (int, float)) and not isinstance(stored, bool) and (
+            math.isclose(float(stored), float(expected), rel_tol=0, abs_tol=TOLERANCE)
+            or (math.isnan(float(stored)) and math.isnan(float(expected))))
+    if isinstance(expected, list):
+        return isinstance(stored, list) and len(stored) == len(expected) and all(
+            _same(a, b) for a, b in zip(stored, expected))
+    return bool(stored == expected)
+
+
+def _check_summary(stored: Any, bits: np.ndarray, where: str, key: str) -> None:
+    expected = summary(bits)
+    if not isinstance(stored, dict):
+        raise _fail(where, key, stored, "{accuracy, correct, n, interval}")
+    for field in ("n", "correct", "accuracy", "interval"):
+        if not _same(stored.get(field), expected[field]):
+            raise RecordError(f"record {where}: key '{key}.{field}': found {stored.get(field)!r}, but the record's own "
+                              f"per-clip results give {expected[field]!r}; the record was edited or damaged")
+
+
+def check_numbers(record: dict[str, Any], where: str) -> None:
+    """Recompute every number a verified record shows from its per-clip results; raise :class:`RecordError`
+    naming the first field that disagrees (see the module docstring)."""
+    if record["status"] != "verified":
+        return
+    clean, attacks, members = bits_of(record, where)
+    res = record["results"]
+    for a, per in attacks.items():
+        for s, bits in per.items():
+            if s not in COLUMNS[1:]:
+                raise _fail(where, f"per_sample.attacks.{a}", s, ", ".join(COLUMNS[1:]))
+            if (bits & ~clean).any():
+                raise RecordError(f"record {where}: key 'per_sample.attacks.{a}.{s}': {int((bits & ~clean).sum())} "
+                                  "clip(s) robust under attack but wrong on the clean input; the record was edited")
+    cols = columns_of(clean, attacks)
+    for col in COLUMNS:
+        if col not in cols:
+            raise _fail(where, f"per_sample.attacks (scenario {col})", "(missing)", "each attack's results for "
+                        f"{col}")
+        _check_summary(res.get(col), cols[col], where, f"results.{col}")
+    _check_summary(res.get("worst"), cols[record["track"]["rank_by"]], where, "results.worst")
+    if not _same(res.get("avg"), avg(*(summary(cols[s])["accuracy"] for s in COLUMNS[1:]))):
+        raise RecordError(f"record {where}: key 'results.avg': found {res.get('avg')!r}, but the mean of its XR, XS "
+                          "and XRS is another number; the record was edited or damaged")
+    by_attack = _mapping(res.get("by_attack"), where, "results.by_attack")
+    if set(by_attack) != set(attacks):
+        raise _fail(where, "results.by_attack", sorted(by_attack), f"one entry per attack: {sorted(attacks)}")
+    for a, per in attacks.items():
+        shown = _mapping(by_attack[a], where, f"results.by_attack.{a}")
+        if set(shown) - {"label"} != set(per):
+            raise _fail(where, f"results.by_attack.{a}", sorted(shown), f"label and {sorted(per)}")
+        for s, bits in per.items():
+            _check_summary(shown[s], bits, where, f"results.by_attack.{a}.{s}")
+    shown_members = _mapping(res.get("autoattack"), where, "results.autoattack")
+    expected_members: dict[str, dict[str, np.ndarray]] = {}
+    for a, stages in members.items():
+        if a not in attacks:
+            raise _fail(where, f"per_sample.members.{a}", "(no such attack)", f"one of {sorted(attacks)}")
+        for s in attacks[a]:
+            previous = clean
+            for m, per in stages.items():
+                if s not in per:
+                    raise _fail(where, f"per_sample.members.{a}.{m}.{s}", "(missing)", "results after every member")
+                if (per[s] & ~previous).any():
+                    raise RecordError(f"record {where}: key 'per_sample.members.{a}.{m}.{s}': a clip fooled by an "
+                                      "earlier member is robust after a later one; the record was edited")
+                previous = per[s]
+            if stages and not np.array_equal(previous, attacks[a][s]):
+                raise RecordError(f"record {where}: key 'per_sample.members.{a}': after its last member the ensemble's "
+                                  f"result on {s} is not the attack's own; the record was edited")
+        for m, per in stages.items():
+            expected_members.setdefault(m, {}).update(per)
+    if set(shown_members) != set(expected_members):
+        raise _fail(where, "results.autoattack", sorted(shown_members), f"one entry per member: "
+                    f"{sorted(expected_members)}")
+    for m, per in expected_members.items():
+        for s, bits in per.items():
+            _check_summary(_mapping(shown_members[m], where, f"results.autoattack.{m}").get(s), bits, where,
+                           f"results.autoattack.{m}.{s}")
+    if record["per_sample_digest"] != digest_of_bits(clean, attacks, float(record["track"]["eps"])):
+        raise RecordError(f"record {where}: key 'per_sample_digest': it is not the digest of the record's per-clip "
+                          "results; the record was edited or damaged")
+
+
+# -- files -----------------------------------------------------------------------------------------
+
+def validate_record(data: Any, where: str) -> dict[str, Any]:
+    """Structure, seal and numbers (see the module docstring); returns the record or raises :class:`RecordError`."""
+    record = validate_structure(data, where)
+    check_seal(record, where)
+    check_numbers(record, where)
+    return record
+
+
+def read_record(path: str | Path) -> dict[str, Any]:
+    """Read and check a record file (plain JSON: nothing in it can run)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RobenchError(f"record {path} does not exist")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise RecordError(f"record {path}: not valid JSON ({exc})") from None
+    record = validate_record(data, str(path))
+    if path.stem != record["entry"]["id"]:
+        raise RecordError(f"record {path}: its file name is not its entry id ({record['entry']['id']!r}); records are "
+                          "named <entry id>.json")
+    return record
+
+
+def sealed(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with a fresh seal."""
+    out = {k: v for k, v in record.items() if k != "seal"}
+    out["seal"] = seal(out)
+    return out
+
+
+def write_record(path: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """Seal, check, then write atomically; returns the sealed record."""
+    done = sealed(record)
+    validate_record(done, str(path))
+    atomic_write(path, json.dumps(done, indent=2, sort_keys=False, allow_nan=False) + "\n")
+    return done

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from robench.errors import RobenchError
+from robench.leaderboard.names import safe_link
 from robench.leaderboard.ranking import ALPHA, Ranked, rank
-from robench.leaderboard.record import decode_bits, read_record
+from robench.leaderboard.record import bits_of, columns_of, read_record
 from robench.leaderboard.tracks import SCENARIO_LABELS, Track
 from robench.report.metrics import INTERVAL_DECIMALS, interval_text, widen
 
@@ -92,7 +93,7 @@ def board(track: Track, folder: Path) -> Board:
                            "re-run robench leaderboard add for the stale ones")
     by_key = {r.entry["id"]: r for r in verified}
     ranked = rank({k: float(r.record["results"]["worst"]["accuracy"]) for k, r in by_key.items()},
-                  {k: decode_bits(r.record["per_sample"]["worst"], int(r.record["results"]["worst"]["n"]))
+                  {k: columns_of(*bits_of(r.record, str(r.file))[:2])[r.record["track"]["rank_by"]]
                    for k, r in by_key.items()})
     ordered = [Row(by_key[x.key].record, by_key[x.key].file, x) for x in ranked]
     unverified = sorted((r for r in rows if not r.verified), key=lambda r: -(r.value(track.rank_by) or -1))
@@ -123,36 +124,70 @@ def _rank(row: Row) -> str:
     return row.ranked.label if row.ranked else "unverified"
 
 
+def _checked(row: Row) -> str:
+    """When the record was evaluated and, if so, re-verified, and by which robench version."""
+    if not row.verified:
+        return "reported only"
+    prov, ver = row.record["provenance"], row.record["verification"]
+    said = f"evaluated {str(prov.get('evaluated_at', '?'))[:10]} (robench {prov.get('robench', '?')})"
+    if ver.get("verified_at"):
+        said += f"; verified {str(ver['verified_at'])[:10]} (robench {ver.get('robench', '?')})"
+    return said
+
+
+_MD = {"\\": "\\\\", "|": "\\|", "*": "\\*", "_": "\\_", "`": "\\`", "[": "\\[", "]": "\\]", "#": "\\#",
+       "<": "&lt;", ">": "&gt;", "&": "&amp;"}
+
+
+def _md(text: object) -> str:
+    """``text`` as literal markdown: markup characters escaped, HTML neutralised, on one line."""
+    flat = " ".join(str(text).split())
+    return "".join(_MD.get(ch, ch) for ch in flat)
+
+
 def markdown(b: Board) -> str:
     t = b.track
     lines = [f"# {t.title}", "", f"Track `{t.name}` v{t.version} ({t.digest[:19]}…). {t.description}", "",
-             "| Rank | Model | Defense | " + " | ".join(h for _, h in COLUMNS) + " | Avg | RI | Extra data | Passes |",
-             "|---|---|---|" + "---:|" * (len(COLUMNS) + 2) + "---|---:|"]
+             "| Rank | Model | Defense | " + " | ".join(h for _, h in COLUMNS) + " | Avg | RI | Extra data | Passes "
+             "| Checked |",
+             "|---|---|---|" + "---:|" * (len(COLUMNS) + 2) + "---|---:|---|"]
     for row in b.rows:
         e = row.entry
-        name = f"[{e['name']}]({e['paper']})" if e.get("paper") else e["name"]
+        link = safe_link(e.get("paper"))
+        name = f"[{_md(e['name'])}]({link})" if link else _md(e["name"])
         cells = []
         for key, _ in COLUMNS:
             iv = row.interval(key)
             cells.append(_num(row.value(key)) + (f" <sub>{interval_text(*iv)}</sub>" if iv else ""))
         rank_text = _rank(row) if row.ranked else "*unverified*"
-        lines.append(f"| {rank_text} | {name}{_flag_mark(row)} | {e['defense']} | " + " | ".join(cells)
-                     + f" | {_num(row.value('avg'))} | {_num(row.value('ri'))} | {e.get('extra_data') or 'none'}"
-                     f" | {e.get('forward_passes', 1)} |")
+        lines.append(f"| {rank_text} | {name}{_flag_mark(row)} | {_md(e['defense'])} | " + " | ".join(cells)
+                     + f" | {_num(row.value('avg'))} | {_num(row.value('ri'))} | {_md(e.get('extra_data') or 'none')}"
+                     f" | {int(e.get('forward_passes', 1))} | {_md(_checked(row))} |")
     lines.append("")
-    lines += [f"- {n}" for n in b.notes]
+    lines += [f"- {_md(n)}" for n in b.notes]
     footnotes: dict[str, list[str]] = {}
     for row in b.rows:
         if row.entry.get("footnote"):
             footnotes.setdefault(row.entry["footnote"], []).append(row.entry["name"])
-    lines += [f"- {', '.join(names)}: {text}" for text, names in footnotes.items()]
+    lines += [f"- {_md(', '.join(names))}: {_md(text)}" for text, names in footnotes.items()]
     for row in b.rows:
         if row.verified and row.record["reported"]:
-            lines.append(f"- {row.entry['name']}: reported by its authors {_reported(row)}; measured above")
+            lines.append(f"- {_md(row.entry['name'])}: reported by its authors {_reported(row)}; measured above")
     for row in b.rows:
         for f in row.flags:
-            lines.append(f"- ⚠ {row.entry['name']}: `{f['code']}`: {f['message']} (docs/flags.md#{f['code']})")
+            lines.append(f"- ⚠ {_md(row.entry['name'])}: {_md(f['code'])}: {_md(f['message'])} "
+                         f"(docs/flags.md#{_md(f['code'])})")
     return "\n".join(lines) + "\n"
+
+
+def _cell(value: object) -> object:
+    """A CSV field that a spreadsheet will not run: text starting with =, +, -, @ or a tab gets a leading quote."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+_NUMBER = re.compile(r"-?\d+(\.\d+)?")
 
 
 def csv_text(b: Board) -> str:
@@ -165,13 +200,14 @@ def csv_text(b: Board) -> str:
         e = row.entry
         ivs = [row.interval(k) for k, _ in COLUMNS]
         n = row.record["results"].get("clean", {}).get("n", "") if row.verified else ""
-        w.writerow([_rank(row), e["id"], e["name"], row.record["status"], e["defense"], e["architecture"],
-                    *[_num(row.value(k)) if row.value(k) is not None else "" for k, _ in COLUMNS],
-                    *[widen(*iv, INTERVAL_DECIMALS["data"])[0] if iv else "" for iv in ivs],
-                    *[widen(*iv, INTERVAL_DECIMALS["data"])[1] if iv else "" for iv in ivs],
-                    _num(row.value("avg")) if row.value("avg") is not None else "",
-                    _num(row.value("ri")) if row.value("ri") is not None else "", n, e.get("extra_data") or "none",
-                    e.get("forward_passes", 1), " ".join(f["code"] for f in row.flags), e.get("paper") or ""])
+        fields = [_rank(row), e["id"], e["name"], row.record["status"], e["defense"], e["architecture"],
+                  *[_num(row.value(k)) if row.value(k) is not None else "" for k, _ in COLUMNS],
+                  *[widen(*iv, INTERVAL_DECIMALS["data"])[0] if iv else "" for iv in ivs],
+                  *[widen(*iv, INTERVAL_DECIMALS["data"])[1] if iv else "" for iv in ivs],
+                  _num(row.value("avg")) if row.value("avg") is not None else "",
+                  _num(row.value("ri")) if row.value("ri") is not None else "", n, e.get("extra_data") or "none",
+                  e.get("forward_passes", 1), " ".join(f["code"] for f in row.flags), e.get("paper") or ""]
+        w.writerow([_cell(x) for x in fields])
     return buf.getvalue()
 
 
@@ -198,16 +234,22 @@ def latex(b: Board) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _bib(text: object) -> str:
+    """``text`` safe inside a BibTeX brace group: braces and backslashes escaped, on one line."""
+    escapes = {"\\": "\\textbackslash{}", "{": "\\{", "}": "\\}"}
+    return "".join(escapes.get(ch, ch) for ch in " ".join(str(text).split()))
+
+
 def bibtex(b: Board) -> str:
     out = []
     for row in b.rows:
         e = row.entry
         key = re.sub(r"[^A-Za-z0-9]", "", e["id"]) or "entry"
-        fields = [f"  title = {{{e['name']}}}", f"  author = {{{' and '.join(e['authors'])}}}"]
+        fields = [f"  title = {{{_bib(e['name'])}}}", f"  author = {{{_bib(' and '.join(e['authors']))}}}"]
         if e.get("venue"):
-            fields.append(f"  note = {{{e['venue']}}}")
-        if e.get("paper"):
-            fields.append(f"  url = {{{e['paper']}}}")
+            fields.append(f"  note = {{{_bib(e['venue'])}}}")
+        if link := safe_link(e.get("paper")):
+            fields.append(f"  url = {{{_bib(link)}}}")
         out.append(f"@misc{{{key},\n" + ",\n".join(fields) + "\n}")
     return "\n\n".join(out) + ("\n" if out else "")
 
@@ -268,13 +310,14 @@ def page(b: Board, flags_doc: str = "../../docs/flags.md") -> str:
             '<th data-col="defense">Defense</th>']
     head += [f'<th data-col="{k}" class="num">{h}</th>' for k, h in COLUMNS]
     head += ['<th data-col="avg" class="num">Avg</th>', '<th data-col="ri" class="num">RI</th>',
-             '<th data-col="extra">Extra data</th>', '<th data-col="passes" class="num">Passes</th>']
+             '<th data-col="extra">Extra data</th>', '<th data-col="passes" class="num">Passes</th>',
+             '<th data-col="checked">Checked</th>']
     body = []
     for row in b.rows:
         e = row.entry
         name = e_(e["name"])
-        if e.get("paper"):
-            name = f'<a href="{e_(e["paper"])}">{name}</a>'
+        if link := safe_link(e.get("paper")):  # http(s) only: a javascript: or data: link stays text
+            name = f'<a href="{e_(link)}" rel="noopener noreferrer">{name}</a>'
         name += f' <a class="record" href="{e_(row.file.name)}">record</a>'
         for f in row.flags:
             name += (f' <a class="flag" title="{e_(f["code"])}: {e_(f["message"])}" '
@@ -298,6 +341,7 @@ def page(b: Board, flags_doc: str = "../../docs/flags.md") -> str:
         passes = int(e.get("forward_passes", 1))
         cells.append(f'<td data-sort="{extra}">{extra}</td>')
         cells.append(f'<td class="num" data-sort="{passes}">{passes}</td>')
+        cells.append(f'<td data-sort="{e_(_checked(row))}"><small>{e_(_checked(row))}</small></td>')
         search = e_(" ".join([e["name"], e["defense"], e["architecture"], " ".join(e["authors"])]).lower())
         cls = "" if row.verified else ' class="unverified"'
         body.append(f'<tr data-id="{e_(e["id"])}" data-search="{search}"{cls}>' + "".join(cells) + "</tr>")

@@ -29,6 +29,7 @@ from typing import Any
 from robench.errors import RobenchError
 from robench.hashing import content_hash
 from robench.leaderboard.entry import read_mapping
+from robench.leaderboard.names import check_name
 from robench.params import parse_number
 
 #: keys of a track file
@@ -122,6 +123,7 @@ def load_track(name: str | Path) -> Track:
         if not isinstance(data.get(key), kind) or isinstance(data.get(key), bool):
             raise RobenchError(f"track {path}: key '{key}' must be a {kind.__name__}, found {data.get(key)!r}")
     parse_eps(data.get("eps"))
+    check_name(data["name"], f"track {path}: key 'name'")
     if "clean" not in data["scenarios"] or data["rank_by"] not in data["scenarios"]:
         raise RobenchError(f"track {path}: scenarios must include clean and rank_by ({data['rank_by']!r})")
     return Track(data["name"], data["title"], data["version"], str(data.get("description", "")), path, data)

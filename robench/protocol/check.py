@@ -9,6 +9,7 @@ what is allowed.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,6 +87,8 @@ class Checker:
             x = parse_number(value)
         except ValueError:
             raise self.fail(path, value, "a number or a fraction like 8/255") from None
+        if not math.isfinite(x):
+            raise self.fail(path, value, "a finite number" + (f" >= {minimum}" if minimum is not None else ""))
         if minimum is not None and x < minimum:
             raise self.fail(path, value, f"a number >= {minimum}")
         return x

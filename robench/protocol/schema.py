@@ -362,7 +362,8 @@ def _attacks(c: Checker, value: Any, path: KeyPath, default_eps: list[float]) ->
         label = str(spec.pop("label", aid))
         eps = _eps_list(c, spec.pop("eps"), (*apath, "eps")) if "eps" in spec else list(default_eps)
         cls, comp = c.component(ATTACKS, atype, spec, apath, "type", exclude=cls_harness(ATTACKS, str(atype)))
-        instantiate(c, apath, partial(cls, modalities=["rgb"], eps=0.0, **comp.params), comp.params)
+        # built at the largest radius it will run at, so that settings which fail only there fail here
+        instantiate(c, apath, partial(cls, modalities=["rgb"], eps=max(eps, default=0.0), **comp.params), comp.params)
         out[str(aid)] = AttackEntry(str(aid), label, comp, eps)
     return out
 
@@ -436,7 +437,7 @@ def validate(raw: RawProtocol) -> Protocol:
         plugins.append(path.resolve())
     seeds = c.typed(data.get("seeds", [0]), list[int], ("seeds",))
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
-        raise c.fail(("seeds",), data.get("seeds"), "a non-empty list of distinct integers >= 0")
+        raise c.fail(("seeds",), data.get("seeds"), "a non-empty list of distinct integers in 0..2^63-1")
 
     if ("dataset" in data) == ("datasets" in data):
         raise c.fail(("dataset",), "(both)" if "dataset" in data else "(missing)",

@@ -21,6 +21,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
 from robench.errors import RobenchError
+from robench.files import atomic_file
 from robench.protocol.layout import FigureSpec
 from robench.report.tables import CellIndex, defense_class
 from robench.run_layout import RunLayout
@@ -53,8 +54,10 @@ class Figure:
 def _save(fig: plt.Figure, out_dir: Path, stem: str) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     png, svg = out_dir / f"{stem}.png", out_dir / f"{stem}.svg"
-    fig.savefig(png, dpi=130, bbox_inches="tight")
-    fig.savefig(svg, bbox_inches="tight", metadata={"Date": None})  # no timestamp: reproducible files
+    with atomic_file(png) as tmp:  # a kill or a full disk never leaves half a figure
+        fig.savefig(tmp, format="png", dpi=130, bbox_inches="tight")
+    with atomic_file(svg) as tmp:
+        fig.savefig(tmp, format="svg", bbox_inches="tight", metadata={"Date": None})  # no timestamp: reproducible
     plt.close(fig)
     return png, svg
 

@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 
 from robench.errors import UnknownNameError
-from robench.evaluation import CellDetails
 from robench.registry import ATTACKS
 from robench.run_layout import CellRef, RunLayout
 from robench.sanity import BLACK_BOX_MARGIN, LARGE_EPS, Flag
 from robench.store import unpack_bits
+from robench.store.details import CellDetails
 
 
 def _details(cell: dict[str, Any]) -> CellDetails | None:

@@ -31,12 +31,10 @@ def render_report(store: Path | str, fmt: str, protocols: list[str], out: Path |
     from robench.report.render import build_report, render
     from robench.store import ResultsStore
 
-    if not is_url(store) and not Path(store).exists():
-        raise RobenchError(f"results store {store} does not exist; run a protocol first (robench run ...)")
     if out is not None and out.is_dir():
         raise RobenchError(f"report --out {out} is a directory; give a file name, e.g. {out / 'index.html'}")
     figure_dir = (out.parent if out else Path(store).parent if not is_url(store) else Path(".")) / "figures"
-    results = ResultsStore(store if is_url(store) else Path(store))
+    results = ResultsStore(store if is_url(store) else Path(store), read_only=True)  # a report writes nothing to it
     if not protocols and not results.latest_runs():
         raise RobenchError(f"results store {store} holds no runs yet; run a protocol first (robench run PROTOCOL "
                            f"--store {store})")

@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from robench.errors import RobenchError, UnknownNameError
-from robench.evaluation import CellDetails
 from robench.identity import file_digest
 from robench.params import full_params
 from robench.protocol.layout import WORST, TableSpec
@@ -35,6 +34,7 @@ from robench.run_layout import LAYOUT_FORMAT, LayoutFormatError, RunLayout
 from robench.sanity import Flag
 from robench.scenarios import ATTACKED_SCENARIOS, SCENARIOS
 from robench.store import ResultsStore, unpack_bits
+from robench.store.details import CellDetails
 
 
 @dataclass

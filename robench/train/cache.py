@@ -62,8 +62,13 @@ class ModelCache:
         yields False at once instead, so a worker can take other work meanwhile.
         """
         d = self.dir(model_id)
-        d.mkdir(parents=True, exist_ok=True)
-        with open(d / ".lock", "w") as fh:
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            fh = open(d / ".lock", "w")  # closed by the with block below
+        except OSError as exc:
+            raise RobenchError(f"cannot train into the model cache {self.root}: {exc.strerror or exc}; pass --cache a "
+                               "writable folder (a read-only cache can only serve models it already holds)") from None
+        with fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

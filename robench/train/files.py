@@ -8,27 +8,24 @@ everything else is JSON beside them. A file that cannot be read raises a
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from robench.errors import RobenchError
+from robench.files import atomic_file, atomic_write
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    """Write ``data`` to ``path`` atomically (:func:`robench.files.atomic_write`)."""
+    atomic_write(path, data)
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to ``path`` through a temporary file and a rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` to ``path`` atomically: a temporary file in the same folder, fsynced, then renamed."""
+    with atomic_file(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def read_json(path: Path, what: str, fix: str) -> dict[str, Any]:

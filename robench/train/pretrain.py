@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from robench.data.synthetic.actions import ACTIONS
 from robench.data.synthetic.generate import SyntheticConfig, generate_split
 from robench.data.synthetic.render import project
+from robench.files import atomic_file, atomic_write
 from robench.models.i3d import I3D
 from robench.runtime import configure, device_name, git_commit, select_device
 
@@ -152,11 +153,9 @@ def losses(backbone: I3D, heads: PretrainHeads, clips: PoseClips, idx: Tensor,
 
 
 def save_weights(backbone: I3D, out: Path) -> None:
-    """Write the backbone's state dict to ``out`` atomically (a temporary file, then a rename)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save({k: v.detach().cpu() for k, v in backbone.state_dict().items()}, tmp)
-    tmp.replace(out)
+    """Write the backbone's state dict to ``out`` atomically (a temporary file, fsynced, then a rename)."""
+    with atomic_file(out) as tmp:
+        torch.save({k: v.detach().cpu() for k, v in backbone.state_dict().items()}, tmp)
 
 
 def pretrain(cfg: PretrainConfig, out: Path, device: torch.device, max_minutes: float | None = None) -> dict:
@@ -221,7 +220,7 @@ def pretrain(cfg: PretrainConfig, out: Path, device: torch.device, max_minutes: 
         "git_commit": git_commit(),
     }
     save_weights(backbone, out)
-    out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    atomic_write(out.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
     return record
 
 

@@ -37,6 +37,7 @@ from robench.data.base import ClipDataset, batch_indices
 from robench.distributed import SINGLE, Ranks
 from robench.errors import RobenchError
 from robench.hashing import derive_seed
+from robench.interrupt import checkpoint
 from robench.models.provided import ProvidedModel
 from robench.models.sampling import clip_seeds, step_seeds
 from robench.models.two_stream import TwoStreamModel
@@ -167,6 +168,7 @@ def run_epoch(step: StepLoss, ctx: TrainContext, opt: torch.optim.Optimizer, cfg
             if cfg.grad_clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
+            checkpoint()  # a safe point: a stop asked for by a signal takes effect here
             total_loss += float(out.loss.detach()) * n
             seen += n
             if out.logits is not None:

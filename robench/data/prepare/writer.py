@@ -15,6 +15,7 @@ folder without one is not ready, whatever else is in it.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import multiprocessing as mp
 import os
@@ -30,6 +31,7 @@ import numpy as np
 
 from robench.data.prepared import FORMAT, MANIFEST, RowFile, npy_shape
 from robench.errors import DataError
+from robench.files import atomic_file, atomic_write
 
 STATE = "prepare-state.json"
 LEDGER = "prepare-ledger.csv"
@@ -192,7 +194,7 @@ def prepare_folder(out: str | Path, dataset: str, class_names: list[str], clips:
         (out / MANIFEST).unlink(missing_ok=True)
         (out / LEDGER).unlink(missing_ok=True)
         sizes = _allocate(out, settings, len(clips))
-        (out / STATE).write_text(json.dumps(state))
+        atomic_write(out / STATE, json.dumps(state))
     done = _read_ledger(out)
     summary.resumed = len(done)
     pending = [(row, clip, settings, str(out)) for row, clip in enumerate(clips) if row not in done]
@@ -254,20 +256,20 @@ def _finish(out: Path, dataset: str, class_names: list[str], clips: list[ClipSou
         else:
             summary.failed.append((clip.clip, detail or status))
     summary.written = len(rows)
-    np.save(out / "labels.npy", labels)
-    with open(out / "clips.csv", "w", newline="") as fh:
-        fields = ["clip", "label", *meta_keys, "frames", "bodies", "row"]
-        w = csv.DictWriter(fh, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
-    with open(out / FAILURES, "w", newline="") as fh:
-        w2 = csv.writer(fh)
+    with atomic_file(out / "labels.npy") as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, labels)
+    index = io.StringIO(newline="")
+    w = csv.DictWriter(index, fieldnames=["clip", "label", *meta_keys, "frames", "bodies", "row"])
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write(out / "clips.csv", index.getvalue())
+    for name, listed in ((FAILURES, summary.failed), (SKIPPED, summary.skipped_clips)):
+        text = io.StringIO(newline="")
+        w2 = csv.writer(text)
         w2.writerow(["clip", "reason"])
-        w2.writerows(summary.failed)
-    with open(out / SKIPPED, "w", newline="") as fh:
-        w3 = csv.writer(fh)
-        w3.writerow(["clip", "reason"])
-        w3.writerows(summary.skipped_clips)
+        w2.writerows(listed)
+        atomic_write(out / name, text.getvalue())
     manifest = {
         "format": FORMAT, "dataset": dataset, "classes": class_names, "clips": len(rows),
         "rgb": {"frames": settings.frames_rgb, "height": settings.resolution, "width": settings.resolution,
@@ -278,6 +280,4 @@ def _finish(out: Path, dataset: str, class_names: list[str], clips: list[ClipSou
         "counts": {"written": len(rows), "skipped": summary.skipped, "failed": len(summary.failed)},
         "source": source, "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    tmp = out / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    tmp.replace(out / MANIFEST)
+    atomic_write(out / MANIFEST, json.dumps(manifest, indent=1))  # last: a complete manifest marks a finished folder

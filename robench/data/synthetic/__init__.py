@@ -18,8 +18,6 @@ Example::
     save_preview(train, "preview.png")
 """
 
-import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -39,6 +37,7 @@ from robench.data.synthetic.generate import (
 )
 from robench.data.synthetic.preview import save_preview
 from robench.errors import DataError, RobenchError
+from robench.files import atomic_file
 from robench.registry import register_dataset
 
 __all__ = [
@@ -167,7 +166,10 @@ class SyntheticDataset(DatasetProvider):
             splits = self._generate()
             self.source = "generated" if path is not None else "memory"
             if path is not None:
-                self._save(path, splits)
+                try:
+                    self._save(path, splits)
+                except RobenchError as exc:  # a read-only or full cache: the data are in memory all the same
+                    warnings.warn(f"{exc}; the generated data are used without caching them", stacklevel=3)
         self.seconds = time.perf_counter() - start
         return splits
 
@@ -179,15 +181,8 @@ class SyntheticDataset(DatasetProvider):
                               "class_names": list(s.class_names), "meta": dict(s.meta)}
                        for name, s in splits.items()},
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(payload, f)
-            os.replace(tmp, path)  # atomic: readers see the old state or the whole file
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(path) as tmp:  # readers see the old state or the whole file
+            torch.save(payload, tmp)
 
     def _load(self, path: Path) -> dict[str, TensorClipDataset]:
         try:

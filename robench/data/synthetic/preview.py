@@ -9,6 +9,7 @@ import torch
 from robench.data.base import TensorClipDataset
 from robench.data.synthetic.render import project
 from robench.data.synthetic.skeleton import BONES
+from robench.files import atomic_file
 
 
 def _pick(labels: torch.Tensor, clips: int) -> list[int]:
@@ -92,6 +93,7 @@ def save_preview(dataset_split: TensorClipDataset, path: str | Path, clips: int 
         axes[row, 0].set_ylabel(f"{name}\nperformer {subject}", fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=110)
     plt.close(fig)
     return path
