@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from robench.attacks.base import Attack
+from robench.attacks.plausible import SkeletonLimits
 from robench.data.base import ClipDataset, to_model_inputs
 from robench.errors import ProtocolError, RobenchError
 from robench.locations import default_cache, default_store
@@ -58,7 +59,7 @@ def _eps(value: float | str, what: str) -> float:
 
 def attack(name: str, scenario: str | Sequence[str] = "RS", eps: float | str | Mapping[str, float | str] = "8/255",
            *, skeleton_scale: float = 1.0, skeleton_bounds: tuple[float, float] | None = None,
-           **params: Any) -> Attack:
+           plausible: Mapping[str, float] | None = None, **params: Any) -> Attack:
     """Build a registered attack on the inputs of ``scenario``, as a protocol cell builds it.
 
     Call the result on a batch, ``attack(model, inputs, labels)``: it returns adversarial inputs checked
@@ -77,6 +78,9 @@ def attack(name: str, scenario: str | Sequence[str] = "RS", eps: float | str | M
         skeleton_scale: multiplies the skeleton's eps and step sizes (a protocol's
             ``threat.skeleton.scale``); 1 reads the skeleton in metres.
         skeleton_bounds: the skeleton's valid range (None: unbounded, as NTU RGB+D coordinates are).
+        plausible: keep adversarial skeletons plausible bodies: relative tolerances ``{bone, angle, velocity,
+            acceleration}`` against the clean clip (``{}``: 0.01, 0.1, 0.1, 0.1; see
+            :mod:`robench.attacks.plausible`), as a protocol's ``threat.skeleton.plausible``.
         **params: the attack's parameters (``steps``, ``step_size``, ``restarts``, ...), as in a protocol;
             checked against its signature.
     """
@@ -90,8 +94,14 @@ def attack(name: str, scenario: str | Sequence[str] = "RS", eps: float | str | M
                                exclude=cls.harness_params)
     except ProtocolError as exc:
         raise RobenchError(str(exc)) from None
+    limits = None
+    if plausible is not None:
+        try:
+            limits = SkeletonLimits(**{k: float(v) for k, v in plausible.items()}).as_params()
+        except (TypeError, ValueError) as exc:
+            raise RobenchError(f"attack plausible={dict(plausible)}: {exc}") from None
     threat = ThreatConfig({"rgb": 1.0, "skeleton": _eps(skeleton_scale, "skeleton_scale")},
-                          {"rgb": (0.0, 1.0), "skeleton": skeleton_bounds})
+                          {"rgb": (0.0, 1.0), "skeleton": skeleton_bounds}, limits)
     if isinstance(eps, Mapping):
         missing = [m for m in modalities if m not in eps]
         if missing:

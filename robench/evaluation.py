@@ -28,6 +28,7 @@ import torch
 
 from robench.attacks.base import Attack, check_adversarial
 from robench.attacks.engine import EngineAttack, Finished, Model, Rows, make_rows, run_engine
+from robench.attacks.plausible import JOINTS, plausibility
 from robench.data.base import ClipDataset, batch_indices, to_model_inputs
 from robench.distributed import SINGLE, Ranks
 from robench.hashing import derive_seed
@@ -107,11 +108,15 @@ def _judge(model: Model, stage: Attack, label: str, group: list[Finished]) -> _J
     """Check and re-classify finished rows."""
     rows = Rows.cat([f.rows for f in group])
     adv = {m: torch.cat([f.adversarial[m] for f in group]) for m in group[0].adversarial}
-    check_adversarial(rows.clean, adv, stage.eps, stage.bounds, attack=label)
+    check_adversarial(rows.clean, adv, stage.eps, stage.bounds, attack=label, plausible=stage.plausible)
     with torch.no_grad():
         correct = model(adv).argmax(1) == rows.labels
     untouched = torch.cat([f.untouched for f in group])
     metrics = {k: torch.cat([f.metrics[k] for f in group]).double().cpu().numpy() for k in group[0].metrics}
+    if "skeleton" in stage.eps and rows.clean["skeleton"].shape[3] == JOINTS:
+        # how plausible the adversarial skeletons are, constrained or not
+        for k, v in plausibility(adv["skeleton"], rows.clean["skeleton"]).items():
+            metrics[f"skeleton/{k}"] = v.cpu().numpy()
     return _Judged(rows.pos.cpu().numpy(), correct.cpu().numpy(), untouched.cpu().numpy(), metrics)
 
 

@@ -6,7 +6,8 @@ attack, dataset, backbone):
 
 * its **registered name**;
 * its **parameters**: the constructor's named, typed arguments as validated from the protocol,
-  with every default filled in, read from the signature (:func:`robench.params.full_params`; a
+  with every default filled in (but ``optional_params`` at their default, added after results
+  were stored), read from the signature (:func:`robench.params.full_params`; a
   dataclass's field values after its own checks); parameters naming a file (``file_params``) by
   the file's SHA-256, parameters saying only where data lives (``location_params``) left out;
 * its **code**: a built-in's ``version`` (``tests/test_identity.py`` fails when a built-in's
@@ -31,7 +32,7 @@ from typing import Any
 
 from robench.errors import ProtocolError, RobenchError
 from robench.models.weights import weights_path
-from robench.params import full_params
+from robench.params import full_params, signature_params
 from robench.protocol.check import Component
 from robench.registry import PLUGIN_DIGESTS, Registrable, Registry
 
@@ -111,6 +112,9 @@ def identity_params(cls: type[Registrable], params: dict[str, Any], *, where: st
                if f.init and f.name not in cls.location_params}
     else:
         out = full_params(cls, params, exclude=cls.location_params)
+    for name in cls.optional_params:
+        if name in out and out[name] == signature_params(cls)[name].default:
+            del out[name]
     for name in cls.file_params:
         value = out.get(name)
         if value is None or value == "":

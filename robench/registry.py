@@ -55,6 +55,10 @@ class Registrable:
     #: constructor arguments robench fills at run time (an attack's eps, a dataset's cache folder),
     #: not protocol keys
     harness_params: ClassVar[tuple[str, ...]] = ()
+    #: parameters added after results were stored, left out of identities while they have their
+    #: default, so that the ids of results made before they existed stay the same; a class written
+    #: before them need not take them (it then does not support what they turn on)
+    optional_params: ClassVar[tuple[str, ...]] = ()
     #: name under which the class was registered (set by the registry)
     registry_name: ClassVar[str] = ""
 
@@ -102,8 +106,10 @@ def check_component(cls: Any, kind: str, base: type[Registrable], name: str) -> 
             raise RobenchError(f"{label}: the default of '{p.name}' ({default!r}) is not a plain value; use None, a "
                                "bool, int, float, str, or a list or mapping of those")
     names = {p.name for p in params}
-    for attr in ("file_params", "location_params", "harness_params"):
-        unknown = [n for n in getattr(cls, attr) if n not in names]
+    for attr in ("file_params", "location_params", "harness_params", "optional_params"):
+        # (an optional harness parameter a class does not take is a feature it does not support)
+        unknown = [n for n in getattr(cls, attr) if n not in names
+                   and not (attr in ("harness_params", "optional_params") and n in cls.optional_params)]
         if unknown:
             raise RobenchError(f"{label}: {attr} names {unknown}, which are not parameters of "
                                f"{cls.__name__}.__init__ ({', '.join(sorted(names)) or 'none'})")

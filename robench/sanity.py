@@ -14,7 +14,7 @@ robustness"), each explained with causes and fixes in ``docs/flags.md``:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -29,20 +29,41 @@ class ModelChecks:
     ``random_forward``: two forwards of the same input differ (a randomised defense: use
     AutoAttack's ``rand`` version, EOT). ``probability_outputs``: every output row lies in [0, 1]
     and sums to 1, so the model ends in a softmax and cross-entropy gradients may vanish.
+    ``reliance``: how often replacing one input by another clip's changes the prediction; a fused
+    model that never changes ignores that input, and attacks on it (or robustness to them) say
+    nothing about multimodal robustness.
     """
 
     random_forward: bool
     probability_outputs: bool
     classes: int = 0  # the model's number of outputs (chance = 1 / classes)
+    #: per input of a two-input model: the fraction of the batch's clips whose prediction changes when
+    #: that input is replaced by another clip's (0: the model ignores it); empty for one input, and for
+    #: a batch on which the model predicts one class only
+    reliance: dict[str, float] = field(default_factory=dict)
+    #: clips the checks ran on
+    clips: int = 0
+
+
+#: a reliance check needs at least this many clips to say an input is ignored
+RELIANCE_CLIPS = 8
 
 
 def model_checks(model: Callable[[Inputs], Tensor], inputs: Inputs) -> ModelChecks:
-    """Run the forward-pass checks on ``inputs`` (two forwards, no gradients)."""
+    """Run the forward-pass checks on ``inputs`` (two forwards, and one per input of a two-input model
+    with that input taken from the next clip of the batch; no gradients)."""
     with torch.no_grad():
         a = model(inputs).float()
         b = model(inputs).float()
+        reliance: dict[str, float] = {}
+        n = len(a)
+        if len(inputs) > 1 and len(a.argmax(1).unique()) > 1:  # (a constant predictor ignores everything)
+            for m, x in inputs.items():
+                swapped = model({**inputs, m: x.roll(1, dims=0)}).float()
+                reliance[m] = float((swapped.argmax(1) != a.argmax(1)).float().mean())
     prob = bool(a.min() >= 0) and bool(a.max() <= 1) and bool(((a.sum(1) - 1).abs() < 1e-4).all())
-    return ModelChecks(random_forward=not torch.equal(a, b), probability_outputs=prob, classes=int(a.shape[1]))
+    return ModelChecks(random_forward=not torch.equal(a, b), probability_outputs=prob, classes=int(a.shape[1]),
+                       reliance=reliance, clips=n)
 
 
 # -- flags ------------------------------------------------------------------------------------------
@@ -58,6 +79,7 @@ FLAGS: dict[str, str] = {
     "iterative-weaker": "an iterative attack is weaker than its one-step version",
     "large-eps-not-chance": "a very large eps does not reach chance",
     "black-box-stronger": "a black-box attack beats the white-box ones",
+    "ignores-input": "the model's predictions do not depend on one of its inputs",
 }
 #: the fraction by which a black-box attack may beat the white-box ones before it is flagged
 #: (AutoAttack's ``check_square_sr``: 0.2 percentage points)

@@ -312,3 +312,33 @@ def test_fab_t_finds_the_linear_minimal_budget() -> None:
     assert torch.allclose(kappa, analytic, rtol=0.03), (kappa, analytic)
     fooled = ~predict(model, {"rgb": inputs["rgb"], **adv}, labels)
     assert torch.equal(fooled, analytic <= 1.0)
+
+
+def test_clips_fooled_by_squares_starting_stripes_count_as_broken_by_square() -> None:
+    """With no queries Square only tries its starting stripes: the clips they fool are Square's (stage 1),
+    never 'misclassified clean' (the labels are the model's own clean predictions)."""
+    details = _evaluate(Linear(4, seed=6), "square", {"queries": 0})
+    assert CLEAN not in set(details.broken_by.tolist())
+    assert int((details.broken_by == 1).sum()) > 0 and int((details.broken_by == ROBUST).sum()) > 0
+
+
+@pytest.mark.parametrize("layout", ["frames", "cuboids"])
+def test_square_video_windows_have_their_layout(layout: str) -> None:
+    """One query changes the RGB clip inside one window: a square over (H, W) repeated over frames with a
+    sign per channel and frame ('frames'), or a cuboid over (T, H, W) with a sign per channel ('cuboids')."""
+    from robench.attacks.square import Square
+
+    attack = Square(["rgb"], eps=0.1, queries=1, video_windows=layout)
+    x = torch.full((1, 3, 4, 8, 8), 0.5)
+    seeds = torch.tensor([11])
+    mask = attack._window("rgb", x, torch.tensor([0.25], dtype=torch.float64), seeds, torch.zeros(1, dtype=torch.long),
+                          0)
+    mask = mask.expand_as(x)[0, 0]  # [T, H, W]
+    if layout == "frames":
+        assert bool(mask.all(0).eq(mask.any(0)).all()) and int(mask[0].sum()) == 16  # the same 4 x 4 square per frame
+    else:
+        assert int(mask.sum()) == round(0.25 ** (1 / 3) * 4) * round(0.25 ** (1 / 3) * 8) ** 2
+    signs = attack._signs("rgb", x, seeds, torch.zeros(1, dtype=torch.long), 1, stripes=False)
+    assert signs.shape == ((1, 3, 4, 1, 1) if layout == "frames" else (1, 3, 1, 1, 1))
+    stripes = attack._signs("rgb", x, seeds, torch.zeros(1, dtype=torch.long), 1, stripes=True)
+    assert stripes.shape == ((1, 3, 4, 1, 8) if layout == "frames" else (1, 3, 1, 1, 8))

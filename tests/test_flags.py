@@ -60,3 +60,36 @@ def test_each_pattern_raises_its_flag() -> None:
     assert got["sq8"] == {"black-box-stronger"}
     assert got["pgd_big"] == {"large-eps-not-chance"}
     assert "fgsm8" not in got and "pgd4" not in got
+
+
+def test_a_model_that_ignores_an_input_is_flagged() -> None:
+    """The reliance check swaps one input between the batch's clips: a model reading the skeleton only
+    never changes its predictions when the RGB is swapped, and gets the ignores-input flag."""
+    import torch
+
+    from robench.report.flags import cell_flags
+    from robench.sanity import model_checks
+    from robench.store.details import CellDetails
+
+    skeleton_only = lambda x: x["skeleton"].flatten(1)[:, :4] * torch.tensor([1.0, -1.0, 2.0, 0.5])  # noqa: E731
+    both = lambda x: skeleton_only(x) + x["rgb"].flatten(1)[:, :4] * 10  # noqa: E731
+    g = torch.Generator().manual_seed(0)
+    inputs = {"rgb": torch.rand(8, 3, 2, 4, 4, generator=g), "skeleton": torch.randn(8, 3, 4, 25, 1, generator=g)}
+    ignoring, fused = model_checks(skeleton_only, inputs), model_checks(both, inputs)
+    assert ignoring.reliance["rgb"] == 0 and ignoring.reliance["skeleton"] > 0 and fused.reliance["rgb"] > 0
+    for checks, expected in ((ignoring, {"ignores-input"}), (fused, set())):
+        details = CellDetails(["pgd"], np.full(8, -1, dtype=np.int8), model=checks)
+        stored = {"details": json.dumps(details.to_json()), "spec": json.dumps({"attack": {"type": "pgd"}})}
+        assert {f.code for f in cell_flags(stored)} == expected
+    few = model_checks(skeleton_only, {m: t[:4] for m, t in inputs.items()})  # too few clips to say
+    details = CellDetails(["pgd"], np.full(4, -1, dtype=np.int8), model=few)
+    assert not cell_flags({"details": json.dumps(details.to_json()), "spec": json.dumps({"attack": {"type": "pgd"}})})
+
+
+def test_a_constant_predictor_is_not_said_to_ignore_one_input() -> None:
+    import torch
+
+    from robench.sanity import model_checks
+
+    inputs = {"rgb": torch.rand(8, 3, 2, 4, 4), "skeleton": torch.randn(8, 3, 4, 25, 1)}
+    assert model_checks(lambda x: torch.zeros(len(x["rgb"]), 4), inputs).reliance == {}

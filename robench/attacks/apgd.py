@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from robench.attacks.base import Bounds, Inputs
+from robench.attacks.base import Bounds, Inputs, Plausible
 from robench.attacks.engine import (
     EngineAttack,
     Model,
@@ -91,8 +91,8 @@ class APGD(EngineAttack):
 
     def __init__(self, modalities: Sequence[str], eps: float | Mapping[str, float], steps: int = 100,
                  restarts: int = 1, loss: str = "ce", rho: float = 0.75, eot_iter: int = 1, early_stop: bool = True,
-                 bounds: Bounds | None = None) -> None:
-        super().__init__(modalities, eps, bounds)
+                 bounds: Bounds | None = None, plausible: Plausible = None) -> None:
+        super().__init__(modalities, eps, bounds, plausible)
         if steps < 1 or restarts < 1 or eot_iter < 1:
             raise ValueError(f"steps, restarts and eot_iter must be >= 1, got {steps}, {restarts}, {eot_iter}")
         if loss not in ("ce", "dlr"):

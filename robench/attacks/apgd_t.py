@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from torch import Tensor
 
 from robench.attacks.apgd import APGD
-from robench.attacks.base import Bounds
+from robench.attacks.base import Bounds, Plausible
 from robench.attacks.losses import dlr_targeted_loss, target_classes
 from robench.registry import register_attack
 
@@ -45,9 +45,9 @@ class APGDT(APGD):
 
     def __init__(self, modalities: Sequence[str], eps: float | Mapping[str, float], steps: int = 100,
                  targets: int = 9, rho: float = 0.75, eot_iter: int = 1, early_stop: bool = True,
-                 bounds: Bounds | None = None) -> None:
+                 bounds: Bounds | None = None, plausible: Plausible = None) -> None:
         super().__init__(modalities, eps, steps=steps, restarts=1, loss="dlr", rho=rho, eot_iter=eot_iter,
-                         early_stop=early_stop, bounds=bounds)
+                         early_stop=early_stop, bounds=bounds, plausible=plausible)
         if targets < 1:
             raise ValueError(f"targets must be >= 1, got {targets}")
         self.targets = int(targets)

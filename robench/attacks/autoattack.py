@@ -31,7 +31,7 @@ from torch import Tensor
 
 from robench.attacks.apgd import APGD
 from robench.attacks.apgd_t import APGDT
-from robench.attacks.base import Attack, Bounds, Inputs
+from robench.attacks.base import Attack, Bounds, Inputs, Plausible
 from robench.attacks.fab_t import FABT
 from robench.attacks.square import Square
 from robench.registry import register_attack
@@ -58,12 +58,12 @@ class AutoAttack(Attack):
         bounds: valid range per modality.
     """
 
-    version = 1
+    version = 2
 
     def __init__(self, modalities: Sequence[str], eps: float | Mapping[str, float], version: str = "standard",
                  members: list[str] | None = None, steps: int = 100, targets: int = 9, queries: int = 5000,
-                 eot_iter: int = 20, bounds: Bounds | None = None) -> None:
-        super().__init__(modalities, eps, bounds)
+                 eot_iter: int = 20, bounds: Bounds | None = None, plausible: Plausible = None) -> None:
+        super().__init__(modalities, eps, bounds, plausible)
         if version not in VERSIONS:
             raise ValueError(f"version must be one of {sorted(VERSIONS)}, got {version!r}")
         chosen = list(VERSIONS[version]) if members is None else list(members)
@@ -75,14 +75,15 @@ class AutoAttack(Attack):
             raise ValueError("members must name at least one attack")
         self.aa_version = version
         self.members = [m for m in VERSIONS[version] if m in chosen]
-        mods, eps, bounds = self.modalities, self.eps, self.bounds
+        mods, eps, bounds, limits = self.modalities, self.eps, self.bounds, plausible
         eot = eot_iter if version == "rand" else 1
         build: dict[str, Callable[[], Attack]] = {
-            "apgd-ce": lambda: APGD(mods, eps, steps=steps, loss="ce", eot_iter=eot, bounds=bounds),
-            "apgd-dlr": lambda: APGD(mods, eps, steps=steps, loss="dlr", eot_iter=eot, bounds=bounds),
-            "apgd-t": lambda: APGDT(mods, eps, steps=steps, targets=targets, bounds=bounds),
-            "fab-t": lambda: FABT(mods, eps, steps=steps, targets=targets, bounds=bounds),
-            "square": lambda: Square(mods, eps, queries=queries, bounds=bounds),
+            "apgd-ce": lambda: APGD(mods, eps, steps=steps, loss="ce", eot_iter=eot, bounds=bounds, plausible=limits),
+            "apgd-dlr": lambda: APGD(mods, eps, steps=steps, loss="dlr", eot_iter=eot, bounds=bounds,
+                                     plausible=limits),
+            "apgd-t": lambda: APGDT(mods, eps, steps=steps, targets=targets, bounds=bounds, plausible=limits),
+            "fab-t": lambda: FABT(mods, eps, steps=steps, targets=targets, bounds=bounds, plausible=limits),
+            "square": lambda: Square(mods, eps, queries=queries, bounds=bounds, plausible=limits),
         }
         self._stages = [(name, build[name]()) for name in self.members]
 

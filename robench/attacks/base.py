@@ -6,6 +6,11 @@ m gets its own L-inf ball ``||x'_m - x_m||_inf <= eps_m``, where RGB is in pixel
 [0, 1]; the skeleton is unbounded unless the protocol says otherwise. Unattacked modalities are
 passed through untouched. Attacks see the model's raw inputs: normalisation lives in the model.
 
+With ``plausible`` limits (a protocol's ``threat.skeleton.plausible``), the skeleton's ball shrinks
+to adversarial skeletons that are still a body: bone lengths, joint angles, velocities and
+accelerations stay within relative tolerances of the clean clip (:mod:`robench.attacks.plausible`).
+Every attack applies them in :meth:`Attack.project`, so they hold after every step.
+
 Every attack output is checked by :func:`check_adversarial` before anyone uses it (``Attack.__call__``
 does this): outside the ball, outside the range, non-finite, or an unattacked modality changed by
 even one bit is an :class:`~robench.errors.AttackCheckError`, never a warning.
@@ -21,11 +26,14 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from robench.attacks.plausible import SkeletonLimits, project_plausible, violations
 from robench.errors import AttackCheckError
 from robench.registry import Registrable
 
 Inputs = dict[str, Tensor]
 Bounds = Mapping[str, tuple[float, float] | None]
+#: plausible-skeleton limits as a protocol gives them (``{bone: 0.01, angle: 0.1, ...}``), or None
+Plausible = Mapping[str, float] | None
 
 #: valid input range per modality unless a protocol overrides it
 DEFAULT_BOUNDS: dict[str, tuple[float, float] | None] = {"rgb": (0.0, 1.0), "skeleton": None}
@@ -54,6 +62,8 @@ class Attack(Registrable, abc.ABC):
         eps: L-inf radius, one number for all attacked modalities or ``{modality: eps}``, in input
             units (RGB on the [0, 1] scale, skeleton in metres).
         bounds: valid range per modality; defaults to RGB in [0, 1], skeleton unbounded.
+        plausible: limits that keep an attacked skeleton a plausible body (relative tolerances, see
+            :class:`~robench.attacks.plausible.SkeletonLimits`); None: the plain L-inf ball.
 
     Subclasses implement :meth:`perturb`; call the attack (``attack(model, inputs, labels)``) to get
     checked adversarial inputs. ``model`` maps an input dict to logits; its mode (train/eval) is the
@@ -61,7 +71,9 @@ class Attack(Registrable, abc.ABC):
     """
 
     #: arguments the harness fills from the cell (scenario, eps, threat model), not protocol keys
-    harness_params: ClassVar[tuple[str, ...]] = ("modalities", "eps", "bounds")
+    harness_params: ClassVar[tuple[str, ...]] = ("modalities", "eps", "bounds", "plausible")
+    #: (plausible-skeleton limits came after the first stored results: absent from ids when off)
+    optional_params: ClassVar[tuple[str, ...]] = ("plausible",)
     #: parameters in input units: a protocol's threat ``scale`` multiplies them per modality, like eps
     scaled_params: ClassVar[tuple[str, ...]] = ()
     #: one gradient step (FGSM): the sanity check "an iterative attack is not weaker" compares against it
@@ -70,7 +82,7 @@ class Attack(Registrable, abc.ABC):
     gradient_free: ClassVar[bool] = False
 
     def __init__(self, modalities: Sequence[str], eps: float | Mapping[str, float],
-                 bounds: Bounds | None = None) -> None:
+                 bounds: Bounds | None = None, plausible: Plausible = None) -> None:
         if not modalities:
             raise ValueError("an attack needs at least one modality to perturb")
         self.modalities = tuple(modalities)
@@ -78,6 +90,7 @@ class Attack(Registrable, abc.ABC):
         merged = dict(DEFAULT_BOUNDS)
         merged.update(bounds or {})
         self.bounds: dict[str, tuple[float, float] | None] = merged
+        self.plausible = SkeletonLimits.of(plausible) if "skeleton" in self.modalities else None
 
     @abc.abstractmethod
     def perturb(self, model: Callable[[Inputs], Tensor], inputs: Inputs, labels: Tensor,
@@ -94,7 +107,7 @@ class Attack(Registrable, abc.ABC):
         if missing:
             raise AttackCheckError(f"{type(self).__name__}: attacks {missing} but the inputs have {sorted(inputs)}")
         adv = self.perturb(model, inputs, labels, sample_seeds)
-        check_adversarial(inputs, adv, self.eps, self.bounds, attack=type(self).__name__)
+        check_adversarial(inputs, adv, self.eps, self.bounds, attack=type(self).__name__, plausible=self.plausible)
         return adv
 
     def stages(self) -> Sequence[tuple[str, Attack]]:
@@ -103,21 +116,27 @@ class Attack(Registrable, abc.ABC):
         return ((self.registry_name or type(self).__name__, self),)
 
     def project(self, x_adv: Tensor, x: Tensor, modality: str) -> Tensor:
-        """Project onto the eps-ball around ``x`` and into the valid range."""
+        """Project onto the eps-ball around ``x`` and into the valid range (and, for a skeleton under
+        ``plausible`` limits, towards ``x`` until the limits hold)."""
         eps = self.eps[modality]
         out = x + (x_adv - x).clamp(-eps, eps)
         rng = self.bounds.get(modality)
-        return out.clamp(rng[0], rng[1]) if rng is not None else out
+        out = out.clamp(rng[0], rng[1]) if rng is not None else out
+        if modality == "skeleton" and self.plausible is not None:
+            out = project_plausible(out, x, self.plausible)
+        return out
 
 
 def check_adversarial(
-    clean: Inputs, adv: Inputs, eps: Mapping[str, float], bounds: Bounds, attack: str = "attack"
+    clean: Inputs, adv: Inputs, eps: Mapping[str, float], bounds: Bounds, attack: str = "attack",
+    plausible: SkeletonLimits | None = None,
 ) -> None:
     """Raise :class:`AttackCheckError` unless ``adv`` is a valid attack output for ``clean``.
 
     Valid: same keys, shapes and dtypes; attacked modalities (the keys of ``eps``) finite, inside
     the L-inf ball (up to float rounding of ``x + delta``) and inside ``bounds``; every other
-    modality bit-identical to the clean input.
+    modality bit-identical to the clean input; with ``plausible``, an attacked skeleton within its
+    limits (up to float rounding).
     """
     if set(adv) != set(clean):
         raise AttackCheckError(f"{attack}: returned modalities {sorted(adv)}, expected {sorted(clean)}")
@@ -144,3 +163,8 @@ def check_adversarial(
             lo, hi = float(a.min()), float(a.max())
             if lo < rng[0] or hi > rng[1]:
                 raise AttackCheckError(f"{attack}: {m} values [{lo:.6g}, {hi:.6g}] leave the valid range {list(rng)}")
+    if plausible is not None and "skeleton" in eps and clean["skeleton"].numel():
+        broken = {k: int(v.sum()) for k, v in violations(adv["skeleton"], clean["skeleton"], plausible).items()}
+        if any(broken.values()):
+            named = ", ".join(f"{k} on {n} clip(s)" for k, n in broken.items() if n)
+            raise AttackCheckError(f"{attack}: adversarial skeletons break the plausibility limits ({named})")

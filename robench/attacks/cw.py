@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from functools import partial
 
-from robench.attacks.base import Bounds
+from robench.attacks.base import Bounds, Plausible
 from robench.attacks.iterative import IterativeAttack
 from robench.attacks.losses import cw_margin_loss
 from robench.registry import register_attack
@@ -39,7 +39,9 @@ class CW(IterativeAttack):
 
     def __init__(self, modalities: Sequence[str], eps: float | Mapping[str, float],
                  step_size: float | Mapping[str, float] = 2 / 255, steps: int = 30, random_start: bool = True,
-                 restarts: int = 1, kappa: float = 50.0, early_stop: bool = True, bounds: Bounds | None = None) -> None:
-        super().__init__(modalities, eps, step_size, steps, random_start, restarts, "cw", early_stop, bounds)
+                 restarts: int = 1, kappa: float = 50.0, early_stop: bool = True, bounds: Bounds | None = None,
+                 plausible: Plausible = None) -> None:
+        super().__init__(modalities, eps, step_size, steps, random_start, restarts, "cw", early_stop, bounds,
+                         plausible)
         self.kappa = float(kappa)
         self.loss_fn = partial(cw_margin_loss, kappa=self.kappa)

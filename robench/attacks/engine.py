@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from robench.attacks.base import Attack, Bounds, Inputs
+from robench.attacks.base import Attack, Bounds, Inputs, Plausible
 from robench.hashing import derive_seed
 
 #: per-row attack state: tensors whose first dimension is the row
@@ -209,8 +209,8 @@ class EngineAttack(Attack):
     """
 
     def __init__(self, modalities: Sequence[str], eps: float | Mapping[str, float],
-                 bounds: Bounds | None = None) -> None:
-        super().__init__(modalities, eps, bounds)
+                 bounds: Bounds | None = None, plausible: Plausible = None) -> None:
+        super().__init__(modalities, eps, bounds, plausible)
         self.audit = GradientAudit()
 
     @abc.abstractmethod
@@ -252,14 +252,23 @@ def make_rows(inputs: Inputs, labels: Tensor, modalities: Sequence[str], seeds: 
 class Finished:
     """Rows leaving the engine with their adversarial inputs (all modalities).
 
-    ``untouched`` marks rows finished by :meth:`EngineAttack.begin`, before any attack step (their
-    clean input was already misclassified, or the budget is zero).
+    ``untouched`` marks rows finished by :meth:`EngineAttack.begin`, before any attack step, whose
+    returned input is their clean input (it was already misclassified, or the budget is zero); a row
+    that ``begin`` already fooled with a perturbation (Square's starting stripes) is not untouched.
     """
 
     rows: Rows
     adversarial: Inputs
     untouched: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.bool))
     metrics: dict[str, Tensor] = field(default_factory=dict)
+
+
+def _unchanged(rows: Rows, adv: Inputs) -> Tensor:
+    """Which rows' adversarial inputs are their clean inputs, bit for bit (bool ``[B]``, on the CPU)."""
+    same = torch.ones(len(rows), dtype=torch.bool, device=rows.labels.device)
+    for m, x in rows.x.items():
+        same &= (adv[m] == x).flatten(1).all(1)
+    return same.cpu()
 
 
 def run_engine(attack: EngineAttack, model: Model, chunks: Iterable[Rows], capacity: int) -> Iterator[Finished]:
@@ -287,8 +296,8 @@ def run_engine(attack: EngineAttack, model: Model, chunks: Iterable[Rows], capac
                 state, done = attack.begin(model, chunk)
                 if bool(done.any()):
                     rows, st = chunk.take(done), take_state(state, done)
-                    yield Finished(rows, {**rows.fixed, **attack.adversarial(rows, st)},
-                                   torch.ones(len(rows), dtype=torch.bool), attack.row_metrics(rows, st))
+                    adv = attack.adversarial(rows, st)
+                    yield Finished(rows, {**rows.fixed, **adv}, _unchanged(rows, adv), attack.row_metrics(rows, st))
                 if bool(done.all()):
                     continue
                 keep = ~done

@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from robench.attacks.base import Bounds, Inputs
+from robench.attacks.base import Bounds, Inputs, Plausible
 from robench.attacks.engine import EngineAttack, Model, Rows, State, clean_check, input_gradients, rows_where
 from robench.attacks.losses import target_classes
 from robench.registry import register_attack
@@ -102,8 +102,8 @@ class FABT(EngineAttack):
 
     def __init__(self, modalities: Sequence[str], eps: float | Mapping[str, float], steps: int = 100,
                  targets: int = 9, alpha_max: float = 0.1, eta: float = 1.05, beta: float = 0.9,
-                 early_stop: bool = True, bounds: Bounds | None = None) -> None:
-        super().__init__(modalities, eps, bounds)
+                 early_stop: bool = True, bounds: Bounds | None = None, plausible: Plausible = None) -> None:
+        super().__init__(modalities, eps, bounds, plausible)
         if steps < 1 or targets < 1:
             raise ValueError(f"steps and targets must be >= 1, got {steps}, {targets}")
         self.steps, self.targets = int(steps), int(targets)

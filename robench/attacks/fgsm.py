@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from robench.attacks.base import Bounds
+from robench.attacks.base import Bounds, Plausible
 from robench.attacks.iterative import IterativeAttack
 from robench.registry import register_attack
 
@@ -35,6 +35,6 @@ class FGSM(IterativeAttack):
     single_step = True
 
     def __init__(self, modalities: Sequence[str], eps: float | Mapping[str, float], loss: str = "ce",
-                 early_stop: bool = True, bounds: Bounds | None = None) -> None:
+                 early_stop: bool = True, bounds: Bounds | None = None, plausible: Plausible = None) -> None:
         super().__init__(modalities, eps, step_size=eps, steps=1, random_start=False, restarts=1, loss=loss,
-                         early_stop=early_stop, bounds=bounds)
+                         early_stop=early_stop, bounds=bounds, plausible=plausible)

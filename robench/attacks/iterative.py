@@ -14,7 +14,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from robench.attacks.base import Bounds, Inputs, _per_modality
+from robench.attacks.base import Bounds, Inputs, Plausible, _per_modality
 from robench.attacks.engine import (
     EngineAttack,
     Model,
@@ -56,8 +56,9 @@ class IterativeAttack(EngineAttack):
         loss: str = "ce",
         early_stop: bool = True,
         bounds: Bounds | None = None,
+        plausible: Plausible = None,
     ) -> None:
-        super().__init__(modalities, eps, bounds)
+        super().__init__(modalities, eps, bounds, plausible)
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         if restarts < 1:

@@ -14,14 +14,19 @@ Reference algorithm (``autoattack/square.py``), per sample, all in the margin ``
 * ``p`` starts at ``p_init`` (0.8) and halves after queries 10, 50, 200, 500, 1000, 2000, 4000,
   6000 and 8000; ``queries`` (5000) bounds the queries after the first one; a fooled sample stops.
 
-Carried over to the two modalities (docs/attacks.md): the image's square window becomes a
-cuboid over (T, H, W) for video, with each side ``p^(1/3)`` of its axis, and a window over
-(T, V) for the skeleton, with each side ``sqrt(p)`` of its axis; signs are drawn per channel (and
-per person for the skeleton); the stripes run along the last window axis (video columns, skeleton
-joints); an absent person (all coordinates zero) is never perturbed. When both modalities are
-attacked, every query moves one window in each. Window positions and signs are drawn per sample
-(the reference draws one position per batch), from counter-based per-sample randomness
-(:func:`~robench.attacks.engine.row_uniform`), so results do not depend on batching.
+Carried over to the two modalities (docs/attacks.md): for video, each frame is an image: the window
+is a square over (H, W), each side ``sqrt(p)`` of its axis, with one sign per colour channel *and
+frame*, and the starting stripes are one sign per channel, frame and column (the reference run on the
+clip's frames stacked as channels). ``video_windows="cuboids"`` (robench's version 1 layout, kept to
+compare) uses windows over (T, H, W) with each side ``p^(1/3)`` and one sign per channel: far fewer
+directions per query, and measurably weaker (``benchmarks/square_layouts.py``). The skeleton's window
+is over (T, V), each side ``sqrt(p)`` of its axis, with one sign per channel and person; its stripes run
+along the joints; an absent person (all coordinates zero) is never perturbed. When both modalities are
+attacked, every query moves one window in each. Window positions and signs are drawn per sample (the
+reference draws one position per batch), from counter-based per-sample randomness
+(:func:`~robench.attacks.engine.row_uniform`), so results do not depend on batching. A clip that the
+starting stripes already fool finishes at once and counts as broken by Square, not as misclassified
+clean.
 
 Example::
 
@@ -36,9 +41,10 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from robench.attacks.base import Bounds, Inputs
+from robench.attacks.base import Bounds, Inputs, Plausible
 from robench.attacks.engine import EngineAttack, Model, Rows, State, clean_check, row_uniform, rows_where
 from robench.attacks.losses import margin_loss
+from robench.attacks.plausible import project_plausible
 from robench.registry import register_attack
 
 #: query numbers after which p halves (the reference's schedule for 10,000-query runs, used unscaled)
@@ -46,8 +52,13 @@ P_HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 #: per modality: (window axes, axes with one sign per index) of a [B, ...] input; stripes run along
 #: the last window axis
 LAYOUT: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
-    "rgb": ((2, 3, 4), (1,)),            # [B, C, T, H, W]: cuboids over (T, H, W), a sign per channel
+    "rgb": ((3, 4), (1, 2)),             # [B, C, T, H, W]: squares over (H, W), a sign per channel and frame
     "skeleton": ((2, 3), (1, 4)),        # [B, C, T, V, M]: windows over (T, V), a sign per channel and person
+}
+#: the video layouts ``video_windows`` chooses between
+VIDEO_WINDOWS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    "frames": LAYOUT["rgb"],
+    "cuboids": ((2, 3, 4), (1,)),        # robench 0.1's version 1: cuboids over (T, H, W), a sign per channel
 }
 _TRIES = 8  # redraws of a window's signs until it changes the point
 
@@ -60,7 +71,9 @@ def p_schedule(p_init: float, query: Tensor) -> Tensor:
     return p_init / (2.0 ** halvings.to(torch.float64))
 
 
-def _layout(m: str, x: Tensor) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def _layout(m: str, x: Tensor, video: str = "frames") -> tuple[tuple[int, ...], tuple[int, ...]]:
+    if m == "rgb":
+        return VIDEO_WINDOWS[video]
     if m in LAYOUT:
         return LAYOUT[m]
     return tuple(range(2, x.dim())), (1,)  # another modality: windows over every axis after the channel
@@ -75,15 +88,21 @@ class Square(EngineAttack):
         eps: L-inf radius, per modality or shared (RGB in [0, 1] units, skeleton in metres).
         queries: queries after the initial one (standard: 5000).
         p_init: initial window fraction (0.8).
+        video_windows: ``"frames"`` (squares over each frame's (H, W), a sign per channel and frame: the
+            default) or ``"cuboids"`` (version 1's windows over (T, H, W), a sign per channel).
         bounds: valid range per modality.
     """
 
-    version = 1
+    version = 2
     gradient_free = True
 
     def __init__(self, modalities: Sequence[str], eps: float | Mapping[str, float], queries: int = 5000,
-                 p_init: float = 0.8, bounds: Bounds | None = None) -> None:
-        super().__init__(modalities, eps, bounds)
+                 p_init: float = 0.8, video_windows: str = "frames", bounds: Bounds | None = None,
+                 plausible: Plausible = None) -> None:
+        super().__init__(modalities, eps, bounds, plausible)
+        if video_windows not in VIDEO_WINDOWS:
+            raise ValueError(f"video_windows must be one of {', '.join(VIDEO_WINDOWS)}, got {video_windows!r}")
+        self.video_windows = video_windows
         if queries < 0:
             raise ValueError(f"queries must be >= 0, got {queries}")
         if not 0 < p_init <= 1:
@@ -91,13 +110,18 @@ class Square(EngineAttack):
         self.queries, self.p_init = int(queries), float(p_init)
         self.queries_used = 0  # model queries made (rows x forward passes), for cost reports
 
-    def _clamp(self, m: str, x: Tensor) -> Tensor:
+    def _clamp(self, m: str, trial: Tensor, x: Tensor) -> Tensor:
+        """``trial`` (inside the eps-ball around ``x``) into the valid range and, for a skeleton under
+        plausibility limits, towards ``x`` until they hold."""
         rng = self.bounds.get(m)
-        return x.clamp(rng[0], rng[1]) if rng is not None else x
+        out = trial.clamp(rng[0], rng[1]) if rng is not None else trial
+        if m == "skeleton" and self.plausible is not None:
+            out = project_plausible(out, x, self.plausible)
+        return out
 
     def _signs(self, m: str, x: Tensor, seeds: Tensor, counter: Tensor, stream: int, stripes: bool) -> Tensor:
         """+-1 per sign axis (and, for stripes, per index of the last window axis), broadcastable to ``x``."""
-        win, sign_axes = _layout(m, x)
+        win, sign_axes = _layout(m, x, self.video_windows)
         shape = [x.shape[0]] + [1] * (x.dim() - 1)
         for a in sign_axes:
             shape[a] = x.shape[a]
@@ -117,7 +141,7 @@ class Square(EngineAttack):
 
     def _window(self, m: str, x: Tensor, p: Tensor, seeds: Tensor, counter: Tensor, stream: int) -> Tensor:
         """A random window mask (bool, broadcastable to ``x``) covering about ``p`` of the window axes."""
-        win, _ = _layout(m, x)
+        win, _ = _layout(m, x, self.video_windows)
         side = p ** (1.0 / len(win))
         u = row_uniform(seeds, counter, stream, len(win), x.device)
         mask = torch.ones((x.shape[0],) + (1,) * (x.dim() - 1), dtype=torch.bool, device=x.device)
@@ -148,7 +172,7 @@ class Square(EngineAttack):
         zero = torch.zeros(n, dtype=torch.int64)
         for j, (m, x) in enumerate(rows.x.items()):
             stripes = self._signs(m, x, state["seed"], zero, 1000 + j, stripes=True)
-            state[f"best:{m}"] = self._clamp(m, x + self.eps[m] * stripes * self._present(m, x))
+            state[f"best:{m}"] = self._clamp(m, x + self.eps[m] * stripes * self._present(m, x), x)
         margin = self._margin(model, rows, {m: state[f"best:{m}"] for m in rows.x})
         _, clean_wrong = clean_check(model, rows)
         for m, x in rows.x.items():  # a clip misclassified clean is returned clean
@@ -171,7 +195,7 @@ class Square(EngineAttack):
             for attempt in range(_TRIES):  # redraw the signs until the window changes the point
                 signs = self._signs(m, x, state["seed"], q.cpu() * _TRIES + attempt, 2 * j + 1, stripes=False)
                 delta = torch.where(mask, eps * signs * present, best - x)
-                trial = self._clamp(m, x + delta)
+                trial = self._clamp(m, x + delta, x)
                 changed = (trial != best).flatten(1).any(1)
                 cand = rows_where(pending, trial, cand)
                 pending = pending & ~changed

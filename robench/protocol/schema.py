@@ -24,7 +24,9 @@ Top-level keys (see ``robench/protocols/quickstart.yaml`` for a commented exampl
 ``training``
     optimiser, schedule and the training attack (``attack: {type: pgd, eps: 8/255, ...}``).
 ``threat``
-    per modality: ``scale`` (eps and step sizes are multiplied by it) and ``bounds`` (valid range).
+    per modality: ``scale`` (eps and step sizes are multiplied by it) and ``bounds`` (valid range);
+    for the skeleton, ``plausible: {bone, angle, velocity, acceleration}`` (relative tolerances) keeps
+    adversarial skeletons plausible bodies.
 ``defenses`` / ``attacks``
     mappings id -> ``{type, label, ...params}`` (``type`` defaults to the id); defenses may carry
     ``training:`` and ``model:`` overrides, attacks an ``eps:`` list of their own.
@@ -44,8 +46,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from robench.errors import UnknownNameError
-from robench.params import check_params
+from robench.errors import ProtocolError, UnknownNameError
+from robench.params import check_params, signature_params
 from robench.protocol import layout
 from robench.protocol.check import Checker, Component, instantiate
 from robench.protocol.layout import STANDARD_COLUMNS, ClaimSpec, FigureSpec, TableSpec
@@ -124,17 +126,25 @@ class ThreatConfig:
 
     ``scale[m]`` multiplies every eps and step size for modality m (1.0: RGB on the [0, 1] scale,
     skeleton in metres, so 8/255 means about 3 cm); ``bounds[m]`` is the valid input range
-    (RGB [0, 1]; skeleton unbounded) that adversarial inputs are clipped to.
+    (RGB [0, 1]; skeleton unbounded) that adversarial inputs are clipped to; ``plausible`` keeps an
+    attacked skeleton a plausible body (bone lengths, joint angles, velocities, accelerations within
+    relative tolerances of the clean clip: :mod:`robench.attacks.plausible`), for every evaluation
+    attack (training attacks stay L-inf).
     """
 
     scale: dict[str, float] = field(default_factory=lambda: {"rgb": 1.0, "skeleton": 1.0})
     bounds: dict[str, tuple[float, float] | None] = field(default_factory=lambda: {"rgb": (0.0, 1.0), "skeleton": None})
+    #: plausible-skeleton limits (every key of :class:`~robench.attacks.plausible.SkeletonLimits`), or None
+    plausible: dict[str, float] | None = None
 
-    def attack_kwargs(self, attack: Component, modalities: Sequence[str], eps: float) -> dict[str, Any]:
+    def attack_kwargs(self, attack: Component, modalities: Sequence[str], eps: float,
+                      evaluation: bool = True) -> dict[str, Any]:
         """Constructor arguments of ``attack`` on ``modalities`` at nominal radius ``eps``, in input units.
 
         eps and every parameter the attack lists in ``scaled_params`` (step sizes) are multiplied by
-        each modality's ``scale``; bounds are added per attacked modality.
+        each modality's ``scale``; bounds are added per attacked modality, and for an evaluation attack
+        the plausible-skeleton limits (a training attack stays the plain L-inf one, so that the same
+        trained models are evaluated under both threat models).
         """
         cls = ATTACKS.get(attack.type)
         mods = list(modalities)
@@ -145,6 +155,13 @@ class ThreatConfig:
                 params[name] = {m: float(value[m] if isinstance(value, dict) else value) * self.scale[m] for m in mods}
         params.update(modalities=mods, eps={m: eps * self.scale[m] for m in mods},
                       bounds={m: self.bounds[m] for m in mods})
+        if evaluation and self.plausible is not None and "skeleton" in mods:
+            if "plausible" not in signature_params(cls):
+                raise ProtocolError(None, "threat.skeleton.plausible", "set",
+                                    f"attacks that take the plausible-skeleton limits; attack '{attack.type}' does "
+                                    "not (accept 'plausible: Plausible = None' and pass it to Attack.__init__: "
+                                    "Attack.project applies it)")
+            params["plausible"] = dict(self.plausible)
         return params
 
 
@@ -294,9 +311,10 @@ def _threat(c: Checker, value: Any, path: KeyPath) -> ThreatConfig:
     c.keys(data, path, ("rgb", "skeleton"))
     base = ThreatConfig()
     scale, bounds = dict(base.scale), dict(base.bounds)
+    plausible: dict[str, float] | None = None
     for m, spec in data.items():
         spec = c.mapping(spec, (*path, m))
-        c.keys(spec, (*path, m), ("scale", "bounds"))
+        c.keys(spec, (*path, m), ("scale", "bounds", "plausible") if m == "skeleton" else ("scale", "bounds"))
         if "scale" in spec:
             scale[m] = c.number(spec["scale"], (*path, m, "scale"), minimum=0.0)
             if not scale[m] < float("inf"):  # NaN and inf
@@ -310,7 +328,22 @@ def _threat(c: Checker, value: Any, path: KeyPath) -> ThreatConfig:
                 if len(pair) != 2 or pair[0] >= pair[1]:
                     raise c.fail((*path, m, "bounds"), b, "null or [low, high] with low < high")
                 bounds[m] = (pair[0], pair[1])
-    return ThreatConfig(scale, bounds)
+        if "plausible" in spec and spec["plausible"] is not None:
+            plausible = _plausible(c, spec["plausible"], (*path, m, "plausible"))
+    return ThreatConfig(scale, bounds, plausible)
+
+
+def _plausible(c: Checker, value: Any, path: KeyPath) -> dict[str, float]:
+    """``threat.skeleton.plausible``: relative tolerances, every key filled (``{}`` takes the defaults)."""
+    from robench.attacks.plausible import SkeletonLimits
+
+    data = c.mapping(value, path)
+    allowed = tuple(SkeletonLimits.__dataclass_fields__)
+    c.keys(data, path, allowed)
+    given = {}
+    for k, v in data.items():
+        given[k] = c.number(v, (*path, k), minimum=0.0)
+    return SkeletonLimits(**given).as_params()
 
 
 def _eps_list(c: Checker, value: Any, path: KeyPath) -> list[float]:

@@ -23,14 +23,9 @@ import numpy as np
 from robench.errors import UnknownNameError
 from robench.registry import ATTACKS
 from robench.run_layout import CellRef, RunLayout
-from robench.sanity import BLACK_BOX_MARGIN, LARGE_EPS, Flag
+from robench.sanity import BLACK_BOX_MARGIN, LARGE_EPS, RELIANCE_CLIPS, Flag
 from robench.store import unpack_bits
-from robench.store.details import CellDetails
-
-
-def _details(cell: dict[str, Any]) -> CellDetails | None:
-    raw = cell.get("details")
-    return CellDetails.from_json(json.loads(raw)) if raw else None
+from robench.store.details import details_of
 
 
 def _kind(cell: dict[str, Any]) -> tuple[bool, bool] | None:
@@ -51,7 +46,7 @@ def _pct(x: float) -> str:
 
 def cell_flags(cell: dict[str, Any]) -> list[Flag]:
     """Flags from one cell's stored measurements."""
-    d = _details(cell)
+    d = details_of(cell)
     if d is None:
         return []
     out = []
@@ -59,6 +54,11 @@ def cell_flags(cell: dict[str, Any]) -> list[Flag]:
         out.append(Flag("random-forward", "two forward passes of the same clips gave different outputs"))
     if d.model is not None and d.model.probability_outputs:
         out.append(Flag("probability-outputs", "every output row is in [0, 1] and sums to 1"))
+    if d.model is not None and d.model.clips >= RELIANCE_CLIPS:
+        for m, share in d.model.reliance.items():
+            if share == 0:
+                out.append(Flag("ignores-input", f"replacing the {m} input of {d.model.clips} clips by another "
+                                                 "clip's changed no prediction"))
     g = d.gradients
     if g.zero:
         out.append(Flag("zero-gradients", f"{g.zero} of {g.checked} clips had an identically zero input gradient"))
@@ -107,7 +107,7 @@ def _model_flags(refs: list[CellRef], cells: dict[str, dict[str, Any]], out: dic
                 out[cid].append(Flag("eps0-not-clean", f"{_pct(cell['accuracy'])} at eps 0, clean "
                                      f"{_pct(clean['accuracy'])}"))
         if ref.eps >= LARGE_EPS:
-            d = _details(cell)
+            d = details_of(cell)
             classes = d.model.classes if d is not None and d.model is not None else 0
             if classes:
                 chance, n = 1.0 / classes, cell["n"]

@@ -26,6 +26,7 @@ from robench.report.figures import Figure, build_figures
 from robench.report.flags import run_flags
 from robench.report.metrics import INTERVAL_DECIMALS, interval_text, widen
 from robench.report.paper_claims import ClaimResult, check_claims
+from robench.report.plausibility import PlausibilityRow, plausibility_rows
 from robench.report.tables import Table, Value, build_table, select_runs
 from robench.store import ResultsStore
 
@@ -43,6 +44,7 @@ class ProtocolReport:
     tables: list[Table]
     figures: list[Figure] = field(default_factory=list)
     claims: list[ClaimResult] = field(default_factory=list)
+    plausibility: list[PlausibilityRow] = field(default_factory=list)
 
 
 @dataclass
@@ -71,7 +73,7 @@ def build_report(store: ResultsStore, protocols: list[str] | None = None, figure
         tables = [build_table(layout, spec, cells, models, flags) for spec in layout.tables]
         figures = build_figures(layout, cells, models, figure_dir) if figure_dir is not None else []
         out.append(ProtocolReport(layout.name, layout.description, layout.profile, tables, figures,
-                                  check_claims(layout, tables)))
+                                  check_claims(layout, tables), plausibility_rows(layout, cells)))
     return Report(out, store.location, figure_dir)
 
 
@@ -123,6 +125,16 @@ def csv_row(values: list[Any]) -> str:
     return buf.getvalue()
 
 
+def fmt_num(x: float, digits: int = 2) -> str:
+    """A plain number with ``digits`` decimals; an en dash for a missing one (NaN)."""
+    return "–" if x != x else f"{x:.{digits}f}"
+
+
+def fmt_eps(eps: float) -> str:
+    """A nominal radius in 255ths, as protocols write it (``8/255``)."""
+    return f"{255 * eps:.3g}/255"
+
+
 def md_escape(text: str) -> str:
     return str(text).replace("|", "\\|")
 
@@ -132,7 +144,7 @@ def _env(autoescape: bool) -> Environment:
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=autoescape)
     env.filters.update(fmt=fmt, ci=fmt_ci, ci_detail=fmt_ci_detail, ci_bounds=fmt_ci_bounds,
                        paper=fmt_paper, diff=fmt_diff, tex=latex_escape, csv_row=csv_row,
-                       md=md_escape)
+                       md=md_escape, num=fmt_num, eps=fmt_eps)
     return env
 
 

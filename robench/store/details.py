@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,3 +76,9 @@ class CellDetails:
             wrong += (self.broken_by == k).sum()
             out.append(float(1 - wrong / n))
         return out
+
+
+def details_of(row: Mapping[str, Any]) -> CellDetails | None:
+    """A stored cell row's details (None for a clean cell, or a row stored without them)."""
+    raw = row.get("details")
+    return CellDetails.from_json(json.loads(raw) if isinstance(raw, str) else raw) if raw else None

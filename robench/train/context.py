@@ -86,7 +86,8 @@ class TrainContext:
                 "ctx.make_attack) but does not declare it: add 'uses_training_attack: ClassVar[bool] = True' to the "
                 "class, so that the training attack becomes part of its models' identity")
         attack: Attack = ATTACKS.build(self.attack.type,
-                                       **self.threat.attack_kwargs(self.attack, modalities, self.attack_eps))
+                                       **self.threat.attack_kwargs(self.attack, modalities, self.attack_eps,
+                                                                   evaluation=False))
         return attack
 
     def adversarial(self, model: nn.Module, inputs: Inputs, labels: Tensor, modalities: Sequence[str]) -> Inputs:
