@@ -46,7 +46,15 @@ class Row:
 
     @property
     def flags(self) -> list[dict[str, Any]]:
-        return list(self.record["flags"])
+        """The record's flags, one per distinct code and message (several cells often raise the same one)."""
+        seen: set[tuple[str, str]] = set()
+        out = []
+        for f in self.record["flags"]:
+            key = (str(f["code"]), str(f.get("message", "")))
+            if key not in seen:
+                seen.add(key)
+                out.append(f)
+        return out
 
     def value(self, key: str) -> float | None:
         if self.verified:
