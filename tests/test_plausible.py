@@ -182,6 +182,11 @@ def test_skeleton_cells_store_how_plausible_their_adversarial_skeletons_are(tmp_
             rates.setdefault(name, []).append(np.nanmax(bone))
     assert max(rates["limited"]) == 0 and max(rates["plain"]) > 0
     assert not math.isnan(max(rates["plain"]))
+    for name, threat in (("plain", "L-inf"), ("limited", "limited")):  # the report's table of them
+        out = tmp_path / f"{name}.md"
+        assert main(["report", "--store", str(tmp_path / f"{name}.sqlite"), "--out", str(out)]) == 0
+        text = out.read_text()
+        assert "How plausible the adversarial skeletons are" in text and f"| {threat} |" in text
 
 
 def test_an_attack_written_before_the_limits_still_loads_and_refuses_them_clearly(tmp_path: Path) -> None:
@@ -191,9 +196,11 @@ def test_an_attack_written_before_the_limits_still_loads_and_refuses_them_clearl
 
     from test_identity import ATTACK_PLUGIN
 
-    (tmp_path / "my_attack.py").write_text(textwrap.dedent(ATTACK_PLUGIN.format(extra="")))
+    name = "old_style_attack_plausible_test"  # (its own name: test_identity registers the original)
+    (tmp_path / "my_attack.py").write_text(
+        textwrap.dedent(ATTACK_PLUGIN.format(extra="")).replace("decaying_pgd_identity_test", name))
     plain = f"include: {TINY_PROTOCOL}\nname: plug\nplugins: [my_attack.py]\n" \
-            "attacks: {pgd: {type: decaying_pgd_identity_test, label: D}}\n"
+            f"attacks: {{pgd: {{type: {name}, label: D}}}}\n"
     (tmp_path / "a.yaml").write_text(plain)
     assert make_plan(load_protocol(str(tmp_path / "a.yaml"), ())).cells
     (tmp_path / "b.yaml").write_text(plain + "threat: {skeleton: {plausible: {}}}\n")

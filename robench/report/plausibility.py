@@ -30,6 +30,7 @@ MEASURES = ("bone_violations", "angle_violations", "velocity_violations", "mean_
 class PlausibilityRow:
     """One skeleton cell's plausibility over the clips its attack fooled (percent and centimetres)."""
 
+    dataset: str
     defense: str
     attack: str
     scenario: str
@@ -76,6 +77,7 @@ def plausibility_rows(layout: RunLayout, cells: dict[str, dict[str, Any]]) -> li
         params = (json.loads(cell["spec"]).get("attack") or {}).get("params") or {}
         variant = layout.variants[ref.variant]
         rows.append(PlausibilityRow(
+            variant.label,
             variant.defenses[ref.defense].label if ref.defense in variant.defenses else ref.defense,
             variant.attacks[ref.attack].label if ref.attack in variant.attacks else ref.attack,
             ref.scenario, ref.eps, params.get("plausible") is not None, int(fooled.sum()), len(details.broken_by),
