@@ -227,6 +227,8 @@ def test_records_hold_the_stored_results_and_validate(board_dir: dict[str, Path]
             assert set(members) == {"apgd-ce", "apgd-t", "fab-t", "square"}
             assert members["square"][scenario]["correct"] == res["by_attack"]["aa"][scenario]["correct"]
         assert res["worst"] == res["RS"]
+        rel = res["reliance"]  # measured on the first batch; empty only for a model predicting one class there
+        assert rel == {} or (set(rel) == {"rgb", "skeleton", "clips"} and 0 <= rel["rgb"] <= 1 and rel["clips"] == 12)
         # the clean column is the stored clean cell, bit for bit
         cells = store.cells(record["provenance"]["cell_ids"])
         clean = [c for c in cells.values() if json.loads(c["spec"]).get("scenario") == "clean"]

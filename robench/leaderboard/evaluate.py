@@ -32,7 +32,7 @@ from robench.report.tables import CellIndex
 from robench.run_layout import RunLayout
 from robench.runtime import RuntimeOptions, device_name, git_commit
 from robench.store import ResultsStore
-from robench.store.details import CellDetails
+from robench.store.details import CellDetails, details_of
 from robench.store.results import utc_now
 from robench.train.cache import ModelCache
 from robench.train.trainer import TrainedModel
@@ -198,6 +198,17 @@ def evaluated_bits(entry: Entry, track: Track, ev: Evaluation) -> tuple[
     return clean.astype(bool), attacks, members
 
 
+def reliance_of(cells: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """How much the model's predictions depend on each input: the share of the first evaluated batch's clips
+    whose prediction changes when that input is swapped with another clip's (:class:`robench.sanity.ModelChecks`),
+    and the number of clips; empty when no attacked cell measured it (one input, or one predicted class)."""
+    for cid in sorted(cells):
+        details = details_of(cells[cid])
+        if details is not None and details.model is not None and details.model.reliance:
+            return {**{m: round(v, 4) for m, v in details.model.reliance.items()}, "clips": details.model.clips}
+    return {}
+
+
 def build_record(entry: Entry, track: Track, ev: Evaluation, device: torch.device, source: str,
                  baseline: dict[str, Any] | None = None, clips: tuple[int, str] | None = None) -> dict[str, Any]:
     """The record of a verified entry from its evaluation (see :mod:`robench.leaderboard.record`): every number
@@ -208,6 +219,7 @@ def build_record(entry: Entry, track: Track, ev: Evaluation, device: torch.devic
     labels = {a: e.label for a, e in ev.protocol.variants[vid].attacks.items()}
     results = results_from_bits(clean, attacks, members, track.rank_by, labels)
     results["ri"] = 0.0 if entry.id == track.baseline else None
+    results["reliance"] = reliance_of(ev.cells)
     if baseline is not None and baseline["results"].get("avg") is not None:
         results["ri"] = (results["clean"]["accuracy"] + results["avg"]) - (
             baseline["results"]["clean"]["accuracy"] + baseline["results"]["avg"])

@@ -132,6 +132,14 @@ def _rank(row: Row) -> str:
     return row.ranked.label if row.ranked else "unverified"
 
 
+def _reliance(row: Row) -> str:
+    """The share of predictions that change when the RGB / the skeleton is swapped between clips."""
+    rel = row.record["results"].get("reliance") or {} if row.verified else {}
+    if "rgb" not in rel or "skeleton" not in rel:
+        return "–"
+    return f"{100 * float(rel['rgb']):.0f}% / {100 * float(rel['skeleton']):.0f}%"
+
+
 def _checked(row: Row) -> str:
     """When the record was evaluated and, if so, re-verified, and by which robench version."""
     if not row.verified:
@@ -157,8 +165,8 @@ def markdown(b: Board) -> str:
     t = b.track
     lines = [f"# {t.title}", "", f"Track `{t.name}` v{t.version} ({t.digest[:19]}…). {t.description}", "",
              "| Rank | Model | Defense | " + " | ".join(h for _, h in COLUMNS) + " | Avg | RI | Extra data | Passes "
-             "| Checked |",
-             "|---|---|---|" + "---:|" * (len(COLUMNS) + 2) + "---|---:|---|"]
+             "| Reliance R / S | Checked |",
+             "|---|---|---|" + "---:|" * (len(COLUMNS) + 2) + "---|---:|---:|---|"]
     for row in b.rows:
         e = row.entry
         link = safe_link(e.get("paper"))
@@ -170,9 +178,12 @@ def markdown(b: Board) -> str:
         rank_text = _rank(row) if row.ranked else "*unverified*"
         lines.append(f"| {rank_text} | {name}{_flag_mark(row)} | {_md(e['defense'])} | " + " | ".join(cells)
                      + f" | {_num(row.value('avg'))} | {_num(row.value('ri'))} | {_md(e.get('extra_data') or 'none')}"
-                     f" | {int(e.get('forward_passes', 1))} | {_md(_checked(row))} |")
+                     f" | {int(e.get('forward_passes', 1))} | {_reliance(row)} | {_md(_checked(row))} |")
     lines.append("")
     lines += [f"- {_md(n)}" for n in b.notes]
+    lines.append("- Reliance R / S: the share of the first evaluated batch's predictions that change when the RGB / "
+                 "the skeleton of each clip is swapped with another clip's; 0% means the model ignores that input "
+                 "(docs/flags.md#ignores-input).")
     footnotes: dict[str, list[str]] = {}
     for row in b.rows:
         if row.entry.get("footnote"):
@@ -198,12 +209,17 @@ def _cell(value: object) -> object:
 _NUMBER = re.compile(r"-?\d+(\.\d+)?")
 
 
+def _reliance_fields(row: Row) -> list[str]:
+    rel = row.record["results"].get("reliance") or {} if row.verified else {}
+    return [f"{float(rel[m]):.4f}" if m in rel else "" for m in ("rgb", "skeleton")]
+
+
 def csv_text(b: Board) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["rank", "id", "name", "status", "defense", "architecture", *[k for k, _ in COLUMNS],
                 *[f"{k}_lo" for k, _ in COLUMNS], *[f"{k}_hi" for k, _ in COLUMNS], "avg", "ri", "n",
-                "extra_data", "forward_passes", "flags", "paper"])
+                "extra_data", "forward_passes", "reliance_rgb", "reliance_skeleton", "flags", "paper"])
     for row in b.rows:
         e = row.entry
         ivs = [row.interval(k) for k, _ in COLUMNS]
@@ -214,7 +230,8 @@ def csv_text(b: Board) -> str:
                   *[widen(*iv, INTERVAL_DECIMALS["data"])[1] if iv else "" for iv in ivs],
                   _num(row.value("avg")) if row.value("avg") is not None else "",
                   _num(row.value("ri")) if row.value("ri") is not None else "", n, e.get("extra_data") or "none",
-                  e.get("forward_passes", 1), " ".join(f["code"] for f in row.flags), e.get("paper") or ""]
+                  e.get("forward_passes", 1), *_reliance_fields(row), " ".join(f["code"] for f in row.flags),
+                  e.get("paper") or ""]
         w.writerow([_cell(x) for x in fields])
     return buf.getvalue()
 
@@ -319,7 +336,8 @@ def page(b: Board, flags_doc: str = "../../docs/flags.md") -> str:
     head += [f'<th data-col="{k}" class="num">{h}</th>' for k, h in COLUMNS]
     head += ['<th data-col="avg" class="num">Avg</th>', '<th data-col="ri" class="num">RI</th>',
              '<th data-col="extra">Extra data</th>', '<th data-col="passes" class="num">Passes</th>',
-             '<th data-col="checked">Checked</th>']
+             '<th data-col="reliance" class="num" title="share of predictions that change when the RGB / the '
+             'skeleton is swapped between clips">Reliance R / S</th>', '<th data-col="checked">Checked</th>']
     body = []
     for row in b.rows:
         e = row.entry
@@ -349,6 +367,8 @@ def page(b: Board, flags_doc: str = "../../docs/flags.md") -> str:
         passes = int(e.get("forward_passes", 1))
         cells.append(f'<td data-sort="{extra}">{extra}</td>')
         cells.append(f'<td class="num" data-sort="{passes}">{passes}</td>')
+        rel = row.record["results"].get("reliance") or {} if row.verified else {}
+        cells.append(f'<td class="num" data-sort="{float(rel.get("rgb", -1)):.4f}">{e_(_reliance(row))}</td>')
         cells.append(f'<td data-sort="{e_(_checked(row))}"><small>{e_(_checked(row))}</small></td>')
         search = e_(" ".join([e["name"], e["defense"], e["architecture"], " ".join(e["authors"])]).lower())
         cls = "" if row.verified else ' class="unverified"'
