@@ -119,9 +119,13 @@ class Attack(Registrable, abc.ABC):
         """Project onto the eps-ball around ``x`` and into the valid range (and, for a skeleton under
         ``plausible`` limits, towards ``x`` until the limits hold)."""
         eps = self.eps[modality]
-        out = x + (x_adv - x).clamp(-eps, eps)
+        return self.within_limits(x + (x_adv - x).clamp(-eps, eps), x, modality)
+
+    def within_limits(self, x_adv: Tensor, x: Tensor, modality: str) -> Tensor:
+        """``x_adv`` (already inside the eps-ball around ``x``) into the valid range and, for a skeleton under
+        ``plausible`` limits, towards ``x`` until they hold."""
         rng = self.bounds.get(modality)
-        out = out.clamp(rng[0], rng[1]) if rng is not None else out
+        out = x_adv.clamp(rng[0], rng[1]) if rng is not None else x_adv
         if modality == "skeleton" and self.plausible is not None:
             out = project_plausible(out, x, self.plausible)
         return out

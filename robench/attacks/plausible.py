@@ -124,6 +124,20 @@ def _angle(u: Tensor, v: Tensor) -> Tensor:
     return torch.atan2(_norm(cross), u[0] * v[0] + u[1] * v[1] + u[2] * v[2])
 
 
+def _bone_change(b: Tensor, b0: Tensor) -> tuple[Tensor, Tensor]:
+    """Per bone: the absolute change of its length and its clean length."""
+    len0 = _norm(b0)
+    return (_norm(b) - len0).abs(), len0
+
+
+def _angle_change(uv: tuple[Tensor, Tensor], uv0: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    """Per joint angle: the absolute change (0 where a clean bone has no length, so the angle is undefined)
+    and the clean angle, in radians."""
+    ang0 = _angle(*uv0)
+    defined = (_norm(uv0[0]) > 1e-9) & (_norm(uv0[1]) > 1e-9)
+    return torch.where(defined, (_angle(*uv) - ang0).abs(), torch.zeros_like(ang0)), ang0
+
+
 def _frame_excess(b: Tensor, b0: Tensor, uv: tuple[Tensor, Tensor], uv0: tuple[Tensor, Tensor],
                   bone: float | None, angle: float | None, slack: float) -> Tensor:
     """Per (B, M, T): the worst ratio of a frame-local change to its tolerance (<= 1: feasible), from bone
@@ -131,13 +145,11 @@ def _frame_excess(b: Tensor, b0: Tensor, uv: tuple[Tensor, Tensor], uv0: tuple[T
     values; a tolerance of None is not checked."""
     worst = torch.zeros(b.shape[1:4], dtype=b.dtype, device=b.device)
     if bone is not None:
-        len0 = _norm(b0)
-        worst = torch.maximum(worst, _ratio((_norm(b) - len0).abs(), bone * len0, slack).amax(-1))
+        change, len0 = _bone_change(b, b0)
+        worst = torch.maximum(worst, _ratio(change, bone * len0, slack).amax(-1))
     if angle is not None:
-        ang0 = _angle(*uv0)
-        defined = (_norm(uv0[0]) > 1e-9) & (_norm(uv0[1]) > 1e-9)
-        d_ang = torch.where(defined, (_angle(*uv) - ang0).abs(), torch.zeros_like(ang0))
-        worst = torch.maximum(worst, _ratio(d_ang, angle * ang0, slack).amax(-1))
+        change, ang0 = _angle_change(uv, uv0)
+        worst = torch.maximum(worst, _ratio(change, angle * ang0, slack).amax(-1))
     return worst
 
 
@@ -145,6 +157,12 @@ def _differences(p: Tensor) -> tuple[Tensor, Tensor]:
     """Velocities and accelerations of joint positions ``[3, B, M, T, V]`` along T."""
     v = p[:, :, :, 1:] - p[:, :, :, :-1]
     return v, v[:, :, :, 1:] - v[:, :, :, :-1]
+
+
+def _motion_change(now: Tensor, was: Tensor) -> tuple[Tensor, Tensor]:
+    """Per (B, M, frame, joint): the change of a velocity (or acceleration) vector, and per (B, M) the clean
+    clip's mean of its length (the scale its tolerance is a fraction of)."""
+    return _norm(now - was), _norm(was).mean(dim=(2, 3))
 
 
 def _clip_excess(d: tuple[Tensor, Tensor], d0: tuple[Tensor, Tensor], velocity: float | None,
@@ -155,9 +173,8 @@ def _clip_excess(d: tuple[Tensor, Tensor], d0: tuple[Tensor, Tensor], velocity: 
     for tol, now, was in ((velocity, d[0], d0[0]), (acceleration, d[1], d0[1])):
         if tol is None or now.shape[3] == 0:
             continue
-        scale = _norm(was).mean(dim=(2, 3))
-        change = _norm(now - was).amax(dim=(2, 3))
-        worst = torch.maximum(worst, _ratio(change, tol * scale, slack))
+        change, scale = _motion_change(now, was)
+        worst = torch.maximum(worst, _ratio(change.amax(dim=(2, 3)), tol * scale, slack))
     return worst
 
 
@@ -279,15 +296,13 @@ def plausibility(x_adv: Tensor, x: Tensor, limits: SkeletonLimits = REFERENCE_LI
         present = clean.abs().amax(dim=(0, 3, 4)) > 0  # [B, M]
         weight = present[:, :, None, None].double()
         b, b0 = _bones(p), _bones(clean)
-        len0 = _norm(b0)
-        bone_bad = (_norm(b) - len0).abs() > limits.bone * len0 + 1e-9
-        uv, uv0 = _pairs(b), _pairs(b0)
-        ang0 = _angle(*uv0)
-        defined = (_norm(uv0[0]) > 1e-9) & (_norm(uv0[1]) > 1e-9)
-        angle_bad = defined & ((_angle(*uv) - ang0).abs() > limits.angle * ang0 + 1e-9)
+        change, len0 = _bone_change(b, b0)
+        bone_bad = change > limits.bone * len0 + 1e-9
+        change, ang0 = _angle_change(_pairs(b), _pairs(b0))
+        angle_bad = change > limits.angle * ang0 + 1e-9
         (v, _), (v0, _) = _differences(p), _differences(clean)
-        speed = _norm(v0).mean(dim=(2, 3), keepdim=True)
-        velocity_bad = _norm(v - v0) > limits.velocity * speed + 1e-9
+        change, speed = _motion_change(v, v0)
+        velocity_bad = change > limits.velocity * speed[:, :, None, None] + 1e-9
         shift = _norm(p - clean) * 100  # [B, M, T, V], cm
 
         def rate(bad: Tensor) -> Tensor:

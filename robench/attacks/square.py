@@ -44,7 +44,6 @@ from torch import Tensor
 from robench.attacks.base import Bounds, Inputs, Plausible
 from robench.attacks.engine import EngineAttack, Model, Rows, State, clean_check, row_uniform, rows_where
 from robench.attacks.losses import margin_loss
-from robench.attacks.plausible import project_plausible
 from robench.registry import register_attack
 
 #: query numbers after which p halves (the reference's schedule for 10,000-query runs, used unscaled)
@@ -110,15 +109,6 @@ class Square(EngineAttack):
         self.queries, self.p_init = int(queries), float(p_init)
         self.queries_used = 0  # model queries made (rows x forward passes), for cost reports
 
-    def _clamp(self, m: str, trial: Tensor, x: Tensor) -> Tensor:
-        """``trial`` (inside the eps-ball around ``x``) into the valid range and, for a skeleton under
-        plausibility limits, towards ``x`` until they hold."""
-        rng = self.bounds.get(m)
-        out = trial.clamp(rng[0], rng[1]) if rng is not None else trial
-        if m == "skeleton" and self.plausible is not None:
-            out = project_plausible(out, x, self.plausible)
-        return out
-
     def _signs(self, m: str, x: Tensor, seeds: Tensor, counter: Tensor, stream: int, stripes: bool) -> Tensor:
         """+-1 per sign axis (and, for stripes, per index of the last window axis), broadcastable to ``x``."""
         win, sign_axes = _layout(m, x, self.video_windows)
@@ -172,7 +162,7 @@ class Square(EngineAttack):
         zero = torch.zeros(n, dtype=torch.int64)
         for j, (m, x) in enumerate(rows.x.items()):
             stripes = self._signs(m, x, state["seed"], zero, 1000 + j, stripes=True)
-            state[f"best:{m}"] = self._clamp(m, x + self.eps[m] * stripes * self._present(m, x), x)
+            state[f"best:{m}"] = self.within_limits(x + self.eps[m] * stripes * self._present(m, x), x, m)
         margin = self._margin(model, rows, {m: state[f"best:{m}"] for m in rows.x})
         _, clean_wrong = clean_check(model, rows)
         for m, x in rows.x.items():  # a clip misclassified clean is returned clean
@@ -195,7 +185,7 @@ class Square(EngineAttack):
             for attempt in range(_TRIES):  # redraw the signs until the window changes the point
                 signs = self._signs(m, x, state["seed"], q.cpu() * _TRIES + attempt, 2 * j + 1, stripes=False)
                 delta = torch.where(mask, eps * signs * present, best - x)
-                trial = self._clamp(m, x + delta, x)
+                trial = self.within_limits(x + delta, x, m)
                 changed = (trial != best).flatten(1).any(1)
                 cand = rows_where(pending, trial, cand)
                 pending = pending & ~changed

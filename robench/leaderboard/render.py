@@ -56,6 +56,11 @@ class Row:
                 out.append(f)
         return out
 
+    @property
+    def reliance(self) -> dict[str, Any]:
+        """The record's reliance on each input (``{rgb, skeleton, clips}``; empty when not measured)."""
+        return dict(self.record["results"].get("reliance") or {}) if self.verified else {}
+
     def value(self, key: str) -> float | None:
         if self.verified:
             cell = self.record["results"].get(key)
@@ -134,7 +139,7 @@ def _rank(row: Row) -> str:
 
 def _reliance(row: Row) -> str:
     """The share of predictions that change when the RGB / the skeleton is swapped between clips."""
-    rel = row.record["results"].get("reliance") or {} if row.verified else {}
+    rel = row.reliance
     if "rgb" not in rel or "skeleton" not in rel:
         return "–"
     return f"{100 * float(rel['rgb']):.0f}% / {100 * float(rel['skeleton']):.0f}%"
@@ -210,8 +215,7 @@ _NUMBER = re.compile(r"-?\d+(\.\d+)?")
 
 
 def _reliance_fields(row: Row) -> list[str]:
-    rel = row.record["results"].get("reliance") or {} if row.verified else {}
-    return [f"{float(rel[m]):.4f}" if m in rel else "" for m in ("rgb", "skeleton")]
+    return [f"{float(row.reliance[m]):.4f}" if m in row.reliance else "" for m in ("rgb", "skeleton")]
 
 
 def csv_text(b: Board) -> str:
@@ -367,8 +371,7 @@ def page(b: Board, flags_doc: str = "../../docs/flags.md") -> str:
         passes = int(e.get("forward_passes", 1))
         cells.append(f'<td data-sort="{extra}">{extra}</td>')
         cells.append(f'<td class="num" data-sort="{passes}">{passes}</td>')
-        rel = row.record["results"].get("reliance") or {} if row.verified else {}
-        cells.append(f'<td class="num" data-sort="{float(rel.get("rgb", -1)):.4f}">{e_(_reliance(row))}</td>')
+        cells.append(f'<td class="num" data-sort="{float(row.reliance.get("rgb", -1)):.4f}">{e_(_reliance(row))}</td>')
         cells.append(f'<td data-sort="{e_(_checked(row))}"><small>{e_(_checked(row))}</small></td>')
         search = e_(" ".join([e["name"], e["defense"], e["architecture"], " ".join(e["authors"])]).lower())
         cls = "" if row.verified else ' class="unverified"'
