@@ -20,7 +20,7 @@ clip, the per-clip results equal a single process's.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +39,7 @@ from robench.models.two_stream import TwoStreamModel
 from robench.plan import Cell
 from robench.progress import Progress
 from robench.protocol.schema import EvaluationConfig
-from robench.registry import ATTACKS
+from robench.registry import ATTACKS, CORRUPTIONS
 from robench.runtime import RuntimeOptions
 from robench.sanity import model_checks
 from robench.store.details import CLEAN, ROBUST, CellDetails
@@ -108,7 +108,8 @@ def _judge(model: Model, stage: Attack, label: str, group: list[Finished]) -> _J
     """Check and re-classify finished rows."""
     rows = Rows.cat([f.rows for f in group])
     adv = {m: torch.cat([f.adversarial[m] for f in group]) for m in group[0].adversarial}
-    check_adversarial(rows.clean, adv, stage.eps, stage.bounds, attack=label, plausible=stage.plausible)
+    check_adversarial(rows.clean, adv, stage.eps, stage.bounds, attack=label, plausible=stage.plausible,
+                      norm=stage.norm)
     with torch.no_grad():
         correct = model(adv).argmax(1) == rows.labels
     untouched = torch.cat([f.untouched for f in group])
@@ -150,7 +151,8 @@ def evaluate_cell(model: TwoStreamModel | ProvidedModel, dataset: ClipDataset, c
     n = len(indices)
     t0 = time.perf_counter()
     if not cell.attack_type:
-        return CellResult(_clean(model, dataset, indices, cfg, device, progress, label, runtime, ranks),
+        corrupt = _corrupter(cell) if cell.corruption is not None else None
+        return CellResult(_clean(model, dataset, indices, cfg, device, progress, label, runtime, ranks, corrupt),
                           time.perf_counter() - t0)
     attack = ATTACKS.build(cell.attack_type, **cell.attack_params)
     stages = list(attack.stages())
@@ -185,16 +187,38 @@ def evaluate_cell(model: TwoStreamModel | ProvidedModel, dataset: ClipDataset, c
     return CellResult(details.broken_by == ROBUST, time.perf_counter() - t0, details)
 
 
+#: inputs of a batch and the dataset indices of its clips -> the inputs the model is shown
+Transform = Callable[[dict[str, torch.Tensor], torch.Tensor], dict[str, torch.Tensor]]
+
+
+def _corrupter(cell: Cell) -> Transform:
+    """The corruption of a corruption cell, seeded per clip from the evaluation seed, the corruption's name and
+    the severity (so every model sees the same corrupted clips, whatever the batch)."""
+    assert cell.corruption is not None
+    comp, severity, seed = cell.corruption, cell.severity, cell.evaluation.seed
+    corruption = CORRUPTIONS.build(comp.type, **comp.params)
+
+    def apply(inputs: dict[str, torch.Tensor], indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        seeds = torch.tensor([derive_seed(seed, int(i), "corruption", comp.type, severity) for i in indices],
+                             dtype=torch.int64)
+        return corruption(inputs, severity, seeds)
+
+    return apply
+
+
 def _clean(model: TwoStreamModel | ProvidedModel, dataset: ClipDataset, indices: torch.Tensor, cfg: EvaluationConfig,
            device: torch.device, progress: Progress, label: str, runtime: RuntimeOptions,
-           ranks: Ranks = SINGLE) -> np.ndarray:
+           ranks: Ranks = SINGLE, transform: Transform | None = None) -> np.ndarray:
+    """Per-clip correctness of the model's predictions on the clips at ``indices`` (after ``transform``, if any)."""
     numbered = ranks.strided(list(enumerate(batch_indices(len(indices), cfg.batch_size, indices=indices))))
     outcomes: dict[int, np.ndarray] = {}
     correct = seen = 0
     with progress.task(label or "eval clean", len(numbered)) as bar, runtime.autocast(device), torch.no_grad():
-        for (b, _), batch in zip(numbered, runtime.batches(dataset, [idx for _, idx in numbered])):
+        for (b, idx), batch in zip(numbered, runtime.batches(dataset, [idx for _, idx in numbered])):
             checkpoint()
             inputs = to_model_inputs(batch, device, model.modalities)
+            if transform is not None:
+                inputs = transform(inputs, idx)
             labels = batch["label"].to(device, non_blocking=True)
             outcomes[b] = (model(inputs).argmax(1) == labels).cpu().numpy()
             correct, seen = correct + int(outcomes[b].sum()), seen + len(outcomes[b])

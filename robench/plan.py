@@ -29,7 +29,7 @@ from robench.protocol.schema import (
     ThreatConfig,
     Variant,
 )
-from robench.registry import ATTACKS, BACKBONES, DATASETS, DEFENSES
+from robench.registry import ATTACKS, BACKBONES, CORRUPTIONS, DATASETS, DEFENSES
 from robench.scenarios import SCENARIOS
 
 #: bump when a change to robench's generic training code changes what a given model spec produces
@@ -97,6 +97,10 @@ class Cell:
     seed: int
     evaluation: EvaluationConfig
     spec: dict[str, Any]
+    #: the corruption of a corruption cell (registered name + parameters), else None
+    corruption: Component | None = None
+    #: its severity, 1-5 (0 for every other cell)
+    severity: int = 0
 
 
 class CellKey(NamedTuple):
@@ -108,6 +112,27 @@ class CellKey(NamedTuple):
     attack: str | None  # None for clean
     scenario: str
     eps: float  # nominal radius, rounded to 12 decimals (0 for clean)
+
+
+class GridKey(NamedTuple):
+    """Where a budget-grid cell sits: a row of a dataset, for one seed, at one (eps_R, eps_S) of a grid."""
+
+    variant: str
+    defense: str
+    seed: int
+    grid: str
+    eps_rgb: float  # nominal, rounded to 12 decimals
+    eps_skeleton: float
+
+
+class CorruptionKey(NamedTuple):
+    """Where a corruption cell sits: a row of a dataset, for one seed, under one corruption and severity."""
+
+    variant: str
+    defense: str
+    seed: int
+    corruption: str  # the corruption's id in the protocol
+    severity: int
 
 
 class ModelKey(NamedTuple):
@@ -131,6 +156,10 @@ class Plan:
     model_index: dict[ModelKey, str]
     #: variant -> the dataset provider's description (classes, clip counts, ...)
     datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: where each budget-grid point's cell is (cells shared with the tables where the radii coincide)
+    grid_index: dict[GridKey, str] = field(default_factory=dict)
+    #: where each corruption cell is
+    corruption_index: dict[CorruptionKey, str] = field(default_factory=dict)
 
     def cells_of(self, model_id: str) -> list[Cell]:
         return [c for c in self.cells.values() if c.model_id == model_id]
@@ -172,6 +201,8 @@ def make_plan(protocol: Protocol, precision: Precision = FP32, ranks: int = 1) -
     index: dict[CellKey, str] = {}
     model_index: dict[ModelKey, str] = {}
     datasets: dict[str, dict[str, Any]] = {}
+    grid_index: dict[GridKey, str] = {}
+    corruption_index: dict[CorruptionKey, str] = {}
     where = str(protocol.path)
     for variant in protocol.variants.values():
         provider = DATASETS.build(variant.dataset.type, **variant.dataset.params)
@@ -192,7 +223,13 @@ def make_plan(protocol: Protocol, precision: Precision = FP32, ranks: int = 1) -
                 for key, cell in _cells_for(job.id, variant, backbones, seed, precision):
                     cells.setdefault(cell.id, cell)
                     index[CellKey(variant.id, entry.id, seed, *key)] = cell.id
-    return Plan(protocol, models, cells, index, model_index, datasets)
+                for gkey, cell in _grid_cells(job.id, variant, entry.id, backbones, seed, precision):
+                    cells.setdefault(cell.id, cell)
+                    grid_index[GridKey(variant.id, entry.id, seed, *gkey)] = cell.id
+                for ckey, cell in _corruption_cells(job.id, variant, backbones, seed, precision):
+                    cells.setdefault(cell.id, cell)
+                    corruption_index[CorruptionKey(variant.id, entry.id, seed, *ckey)] = cell.id
+    return Plan(protocol, models, cells, index, model_index, datasets, grid_index, corruption_index)
 
 
 @dataclass(frozen=True)
@@ -246,29 +283,92 @@ def _add_job(models: dict[str, ModelJob], row: _Row, defense: Component, seed: i
     return models[mid]
 
 
-def _cells_for(model_id: str, variant: Variant, backbones: dict[str, Component], seed: int, precision: Precision
-               ) -> Iterable[tuple[tuple[str | None, str, float], Cell]]:
-    ev = variant.evaluation
+def _evaluation_specs(ev: EvaluationConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The evaluation part of a clean cell's identity, and of an attacked cell's."""
     ev_spec: dict[str, Any] = {"split": ev.split, "max_samples": ev.max_samples, "seed": ev.seed}
     # BPDA changes only attacks' gradients: part of attacked cells' ids when on (and only then, so the ids of
     # exact-gradient cells stay as they were), never of clean cells'
-    attacked_ev_spec = {**ev_spec, "bpda": ev.bpda} if ev.bpda != "off" else ev_spec
+    return ev_spec, ({**ev_spec, "bpda": ev.bpda} if ev.bpda != "off" else ev_spec)
+
+
+def _clean_cell(model_id: str, variant: Variant, seed: int, precision: Precision) -> Cell:
+    ev_spec, _ = _evaluation_specs(variant.evaluation)
+    spec = {"format": CELL_FORMAT, "model": model_id, "scenario": "clean", "attack": None,
+            "evaluation": ev_spec, "precision": precision.identity()}
+    return Cell(content_hash(spec), model_id, variant.id, "clean", None, None, {}, 0.0, seed, variant.evaluation, spec)
+
+
+def _attacked_cell(model_id: str, variant: Variant, aid: str, scenario: str, eps: float | dict[str, float],
+                   seed: int, precision: Precision) -> Cell:
+    """The cell of attack ``aid`` on ``scenario``'s modalities at nominal ``eps`` (one radius for every attacked
+    modality, or one per modality)."""
+    entry = variant.attacks[aid]
+    attacked = SCENARIOS[scenario]
+    nominal = eps if isinstance(eps, dict) else dict.fromkeys(attacked, eps)
+    params = variant.threat.attack_kwargs(entry.attack, attacked, nominal[attacked[0]])
+    if isinstance(eps, dict):  # radii of their own per modality, each scaled like one eps
+        params["eps"] = {m: nominal[m] * variant.threat.scale[m] for m in attacked}
+    _, attacked_ev_spec = _evaluation_specs(variant.evaluation)
+    spec = {"format": CELL_FORMAT, "model": model_id, "scenario": scenario,
+            "attack": component_identity(ATTACKS, Component(entry.attack.type, params)),
+            "evaluation": attacked_ev_spec, "precision": precision.identity()}
+    return Cell(content_hash(spec), model_id, variant.id, scenario, aid, entry.attack.type, params,
+                max(nominal.values()), seed, variant.evaluation, spec)
+
+
+def _cells_for(model_id: str, variant: Variant, backbones: dict[str, Component], seed: int, precision: Precision
+               ) -> Iterable[tuple[tuple[str | None, str, float], Cell]]:
     for scenario in variant.scenarios:
         attacked = SCENARIOS[scenario]
         if any(m not in backbones for m in attacked):
             continue  # e.g. an RGB attack on a skeleton-only model
         if not attacked:
-            spec = {"format": CELL_FORMAT, "model": model_id, "scenario": "clean", "attack": None,
-                    "evaluation": ev_spec, "precision": precision.identity()}
-            yield (None, "clean", 0.0), Cell(content_hash(spec), model_id, variant.id, "clean", None, None, {}, 0.0,
-                                             seed, ev, spec)
+            yield (None, "clean", 0.0), _clean_cell(model_id, variant, seed, precision)
             continue
         for aid, entry in variant.attacks.items():
             for eps in entry.eps:
-                params = variant.threat.attack_kwargs(entry.attack, attacked, eps)
-                attack_identity = component_identity(ATTACKS, Component(entry.attack.type, params))
-                spec = {"format": CELL_FORMAT, "model": model_id, "scenario": scenario, "attack": attack_identity,
-                        "evaluation": attacked_ev_spec, "precision": precision.identity()}
-                yield (aid, scenario, round(eps, 12)), Cell(
-                    content_hash(spec), model_id, variant.id, scenario, aid, entry.attack.type, params, eps, seed, ev,
-                    spec)
+                yield (aid, scenario, round(eps, 12)), _attacked_cell(model_id, variant, aid, scenario, eps, seed,
+                                                                      precision)
+
+
+def _grid_cells(model_id: str, variant: Variant, defense: str, backbones: dict[str, Component], seed: int,
+                precision: Precision) -> Iterable[tuple[tuple[str, float, float], Cell]]:
+    """The cells of every budget grid that sweeps row ``defense``: at (eps_R, eps_S) the clean cell when both are
+    0, the XR or XS cell when one is, else the XRS cell with a radius per modality (the XRS cell of the tables
+    where the two are equal)."""
+    if not all(m in backbones for m in SCENARIOS["RS"]):
+        return  # a unimodal model has no budget pairs
+    for gid, grid in variant.budgets.items():
+        if grid.defenses and defense not in grid.defenses:
+            continue
+        for r, s in grid.pairs():
+            if r == 0 and s == 0:
+                cell = _clean_cell(model_id, variant, seed, precision)
+            elif s == 0:
+                cell = _attacked_cell(model_id, variant, grid.attack, "R", r, seed, precision)
+            elif r == 0:
+                cell = _attacked_cell(model_id, variant, grid.attack, "S", s, seed, precision)
+            else:
+                cell = _attacked_cell(model_id, variant, grid.attack, "RS", {"rgb": r, "skeleton": s}, seed, precision)
+            yield (gid, round(r, 12), round(s, 12)), cell
+
+
+def _corruption_cells(model_id: str, variant: Variant, backbones: dict[str, Component], seed: int,
+                      precision: Precision) -> Iterable[tuple[tuple[str, int], Cell]]:
+    """The cells of the corruption suite: the clean evaluation with one corruption at one severity (a corruption
+    of an input the model does not take is left out; one with a single level is evaluated once)."""
+    suite = variant.corruptions
+    if suite is None:
+        return
+    ev_spec, _ = _evaluation_specs(variant.evaluation)
+    for cid, entry in suite.entries.items():
+        cls = CORRUPTIONS.get(entry.corruption.type)
+        if cls.modality not in backbones:
+            continue
+        identity = component_identity(CORRUPTIONS, entry.corruption)
+        for severity in suite.severities if cls.graded() else suite.severities[:1]:
+            spec = {"format": CELL_FORMAT, "model": model_id, "scenario": "corrupted", "attack": None,
+                    "corruption": {**identity, "severity": severity}, "evaluation": ev_spec,
+                    "precision": precision.identity()}
+            yield (cid, severity), Cell(content_hash(spec), model_id, variant.id, "corrupted", None, None, {}, 0.0,
+                                        seed, variant.evaluation, spec, entry.corruption, severity)

@@ -361,27 +361,30 @@ DEFENSES: Registry[Any] = Registry("defense", "robench.defenses", "robench.defen
 ATTACKS: Registry[Any] = Registry("attack", "robench.attacks", "robench.attacks.base:Attack")
 DATASETS: Registry[Any] = Registry("dataset", "robench.datasets", "robench.data.base:DatasetProvider")
 BACKBONES: Registry[Any] = Registry("backbone", "robench.backbones", "robench.models.backbone:Backbone")
+CORRUPTIONS: Registry[Any] = Registry("corruption", "robench.corruptions", "robench.corruptions.base:Corruption")
 
 REGISTRIES: dict[str, Registry[Any]] = {
     "defenses": DEFENSES,
     "attacks": ATTACKS,
     "datasets": DATASETS,
     "backbones": BACKBONES,
+    "corruptions": CORRUPTIONS,
 }
 
 register_defense = DEFENSES.register
 register_attack = ATTACKS.register
 register_dataset = DATASETS.register
 register_backbone = BACKBONES.register
+register_corruption = CORRUPTIONS.register
 
 _builtins_loaded = False
 
 
 def load_builtins() -> None:
-    """Import robench's own attacks, defenses, datasets and backbones (registers them)."""
+    """Import robench's own attacks, defenses, datasets, backbones and corruptions (registers them)."""
     global _builtins_loaded
     if _builtins_loaded:
         return
     _builtins_loaded = True
-    for module in ("robench.models", "robench.data", "robench.attacks", "robench.defenses"):
+    for module in ("robench.models", "robench.data", "robench.attacks", "robench.defenses", "robench.corruptions"):
         importlib.import_module(module)

@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from robench.errors import RobenchError
+from robench.protocol.budgets import BudgetGrid
 from robench.protocol.layout import ClaimSpec, FigureSpec, TableSpec
-from robench.registry import PLUGIN_DIGESTS, plugin_module_name
+from robench.registry import CORRUPTIONS, PLUGIN_DIGESTS, plugin_module_name
 
 if TYPE_CHECKING:
     from robench.plan import Plan
+    from robench.protocol.corruptions import CorruptionSuite
 
 #: version of the layout stored with each run; reports refuse other versions with a clear message
 #: (2: untyped lists of cells and models; 3: this module's typed layout, claims select rows by id,
@@ -67,6 +69,59 @@ class CellRef:
     scenario: str
     eps: float
     cell_id: str
+
+
+@dataclass(frozen=True)
+class GridRef:
+    """Where one point of a budget grid is: a row of a dataset, for one seed, at nominal radii (eps_R, eps_S)."""
+
+    variant: str
+    defense: str
+    seed: int
+    grid: str
+    eps_rgb: float
+    eps_skeleton: float
+    cell_id: str
+
+
+@dataclass(frozen=True)
+class CorruptionRef:
+    """Where one corruption cell is: a row of a dataset, for one seed, under a corruption id at a severity."""
+
+    variant: str
+    defense: str
+    seed: int
+    corruption: str
+    severity: int
+    cell_id: str
+
+
+@dataclass(frozen=True)
+class CorruptionInfo:
+    """A corruption of the protocol's suite as a report names it.
+
+    Attributes:
+        label: display label.
+        type: registered corruption name.
+        modality: the input it changes.
+        family: the group it is reported under.
+        graded: whether its severities differ; if not, its one cell (at the first severity) stands for all.
+    """
+
+    label: str
+    type: str
+    modality: str
+    family: str
+    graded: bool = True
+
+
+@dataclass(frozen=True)
+class SuiteLayout:
+    """The protocol's corruption suite on one dataset: corruptions by id, severities, the mCE baseline row."""
+
+    corruptions: dict[str, CorruptionInfo]
+    severities: list[int]
+    baseline: str
 
 
 @dataclass(frozen=True)
@@ -116,6 +171,8 @@ class VariantLayout:
         defenses: defense id -> row.
         attacks: attack id -> attack.
         scenarios: the scenarios run (``clean``, ``R``, ``S``, ``RS``).
+        budgets: budget grids by id.
+        corruptions: the corruption suite, if any.
     """
 
     label: str
@@ -124,6 +181,8 @@ class VariantLayout:
     defenses: dict[str, DefenseRef]
     attacks: dict[str, AttackRef]
     scenarios: list[str]
+    budgets: dict[str, BudgetGrid] = field(default_factory=dict)
+    corruptions: SuiteLayout | None = None
 
     def train_clips(self) -> int:
         """Training clips of the dataset (0 if its provider does not say)."""
@@ -143,6 +202,8 @@ class RunLayout:
         tables, figures, claims: the protocol's report sections, validated.
         cells: where each table entry's cell is.
         models: which model serves each row and seed.
+        grid_cells: where each budget-grid point's cell is.
+        corruption_cells: where each corruption cell is.
         plugins: the protocol's plugin files, absolute path -> SHA-256 of the content the run
             imported; a report imports a file again (to find a defense that contributes tables or
             figures) only while its content is exactly that, so a store never makes robench run
@@ -161,11 +222,14 @@ class RunLayout:
     cells: list[CellRef]
     models: list[ModelRef]
     plugins: dict[str, str] = field(default_factory=dict)
+    grid_cells: list[GridRef] = field(default_factory=list)
+    corruption_cells: list[CorruptionRef] = field(default_factory=list)
 
     # -- lookups ---------------------------------------------------------------------------------
     def cell_ids(self) -> set[str]:
-        """Ids of every cell the run's tables and figures rest on."""
-        return {c.cell_id for c in self.cells}
+        """Ids of every cell the run's tables, grids, corruption tables and figures rest on."""
+        return ({c.cell_id for c in self.cells} | {g.cell_id for g in self.grid_cells}
+                | {c.cell_id for c in self.corruption_cells})
 
     def model_ids(self, variant: str, defense: str) -> list[str]:
         """Ids of the models serving row ``defense`` on dataset ``variant``, in seed order."""
@@ -189,7 +253,7 @@ class RunLayout:
                 defenses={d: DefenseRef(e.label, e.defense.type, _plain(e.defense.params), sorted(e.model))
                           for d, e in v.defenses.items()},
                 attacks={a: AttackRef(e.label, e.attack.type, [float(x) for x in e.eps]) for a, e in v.attacks.items()},
-                scenarios=list(v.scenarios))
+                scenarios=list(v.scenarios), budgets=dict(v.budgets), corruptions=_suite_layout(v.corruptions))
             for vid, v in p.variants.items()
         }
         cells = [CellRef(k[0], k[1], int(k[2]), k[3], k[4], float(k[5]), cid) for k, cid in plan.index.items()]
@@ -198,7 +262,9 @@ class RunLayout:
                    [TableSpec.from_json(t.to_json()) for t in p.tables],
                    [FigureSpec.from_json(f.to_json()) for f in p.figures],
                    [ClaimSpec.from_json(c.to_json()) for c in p.claims], cells, models,
-                   {str(path): PLUGIN_DIGESTS[plugin_module_name(path)] for path in p.plugins})
+                   {str(path): PLUGIN_DIGESTS[plugin_module_name(path)] for path in p.plugins},
+                   [GridRef(*k, cid) for k, cid in plan.grid_index.items()],
+                   [CorruptionRef(*k, cid) for k, cid in plan.corruption_index.items()])
 
     # -- JSON ------------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
@@ -215,7 +281,9 @@ class RunLayout:
                                        "modalities": list(e.modalities)} for d, e in v.defenses.items()},
                       "attacks": {a: {"label": e.label, "type": e.type, "eps": list(e.eps)}
                                   for a, e in v.attacks.items()},
-                      "scenarios": list(v.scenarios)}
+                      "scenarios": list(v.scenarios),
+                      **({"budgets": {g: grid.to_json() for g, grid in v.budgets.items()}} if v.budgets else {}),
+                      **({"corruptions": _suite_json(v.corruptions)} if v.corruptions is not None else {})}
                 for vid, v in self.variants.items()
             },
             "tables": [t.to_json() for t in self.tables],
@@ -224,6 +292,11 @@ class RunLayout:
             "cells": [[c.variant, c.defense, c.seed, c.attack, c.scenario, c.eps, c.cell_id] for c in self.cells],
             "models": [[m.variant, m.defense, m.seed, m.model_id] for m in self.models],
             "plugins": dict(self.plugins),
+            # (absent from layouts of runs without budget grids or corruptions, and from older ones)
+            **({"grid_cells": [[g.variant, g.defense, g.seed, g.grid, g.eps_rgb, g.eps_skeleton, g.cell_id]
+                                for g in self.grid_cells]} if self.grid_cells else {}),
+            **({"corruption_cells": [[c.variant, c.defense, c.seed, c.corruption, c.severity, c.cell_id]
+                                      for c in self.corruption_cells]} if self.corruption_cells else {}),
         }
 
     @classmethod
@@ -241,7 +314,9 @@ class RunLayout:
                               for d, e in v["defenses"].items()},
                     attacks={str(a): AttackRef(e["label"], e["type"], [float(x) for x in e["eps"]])
                              for a, e in v["attacks"].items()},
-                    scenarios=list(v["scenarios"]))
+                    scenarios=list(v["scenarios"]),
+                    budgets={str(g): BudgetGrid.from_json(grid) for g, grid in v.get("budgets", {}).items()},
+                    corruptions=_suite_from_json(v["corruptions"]) if "corruptions" in v else None)
                 for vid, v in data["variants"].items()
             }
             return cls(
@@ -253,7 +328,34 @@ class RunLayout:
                 cells=[CellRef(c[0], c[1], int(c[2]), c[3], c[4], float(c[5]), c[6]) for c in data["cells"]],
                 models=[ModelRef(m[0], m[1], int(m[2]), m[3]) for m in data["models"]],
                 plugins={str(k): str(v) for k, v in dict(data.get("plugins", {})).items()},
+                grid_cells=[GridRef(g[0], g[1], int(g[2]), g[3], float(g[4]), float(g[5]), g[6])
+                            for g in data.get("grid_cells", [])],
+                corruption_cells=[CorruptionRef(c[0], c[1], int(c[2]), c[3], int(c[4]), c[5])
+                                  for c in data.get("corruption_cells", [])],
             )
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             raise RobenchError(f"the stored layout of the run of protocol '{name}' is malformed "
                                f"({type(exc).__name__}: {exc}); run the same protocol again to re-record it") from None
+
+
+def _suite_layout(suite: CorruptionSuite | None) -> SuiteLayout | None:
+    if suite is None:
+        return None
+    infos = {}
+    for cid, entry in suite.entries.items():
+        cls = CORRUPTIONS.get(entry.corruption.type)
+        infos[cid] = CorruptionInfo(entry.label, entry.corruption.type, cls.modality, cls.family, cls.graded())
+    return SuiteLayout(infos, list(suite.severities), suite.baseline)
+
+
+def _suite_json(suite: SuiteLayout) -> dict[str, Any]:
+    return {"corruptions": {cid: {"label": i.label, "type": i.type, "modality": i.modality, "family": i.family,
+                                  "graded": i.graded} for cid, i in suite.corruptions.items()},
+            "severities": list(suite.severities), "baseline": suite.baseline}
+
+
+def _suite_from_json(data: dict[str, Any]) -> SuiteLayout:
+    return SuiteLayout({str(cid): CorruptionInfo(str(i["label"]), str(i["type"]), str(i["modality"]), str(i["family"]),
+                                                 bool(i.get("graded", True)))
+                        for cid, i in data["corruptions"].items()},
+                       [int(s) for s in data["severities"]], str(data["baseline"]))

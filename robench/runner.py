@@ -306,9 +306,13 @@ class Runner:
 def _cell_label(plan: Plan, job: ModelJob, cell: Cell) -> str:
     v = plan.protocol.variants[job.variant]
     defense = "/".join(v.defenses[d].label for d in job.defense_ids)
+    if cell.corruption is not None:
+        return f"{defense} | {cell.corruption.type} severity {cell.severity}"
     if cell.attack_id is None:
         return f"{defense} | clean"
-    return f"{defense} | {v.attacks[cell.attack_id].label} {cell.scenario} eps {cell.eps * 255:.3g}/255"
+    radii = "/".join(f"{e * 255:.3g}" for e in dict.fromkeys(
+        cell.attack_params["eps"][m] / v.threat.scale[m] for m in cell.attack_params["eps"]))
+    return f"{defense} | {v.attacks[cell.attack_id].label} {cell.scenario} eps {radii}/255"
 
 
 def _row(protocol: Protocol, job: ModelJob, cell: Cell, result: CellResult, device: str) -> CellRow:

@@ -1,7 +1,8 @@
 """Built-in attacks, one per file (installed as ``robench.attacks``).
 
 Each attack perturbs chosen modalities of a ``{"rgb", "skeleton"}`` input under a per-modality
-L-inf budget and is registered by name: ``fgsm``, ``pgd``, ``cw``, ``apgd``, ``apgd_t``, ``fab_t``, ``square`` and the
+L-inf budget (or, with ``norm="l2"``, a per-clip L2 budget per modality: every attack but ``cw``) and
+is registered by name: ``fgsm``, ``pgd``, ``cw``, ``apgd``, ``apgd_t``, ``fab_t``, ``square`` and the
 ``autoattack`` ensemble. Attacks written on :class:`~robench.attacks.engine.EngineAttack` stream the
 evaluation set through one fixed-size, refilled batch (:mod:`robench.attacks.engine`). Add your own by subclassing
 :class:`~robench.attacks.base.Attack` (or :class:`~robench.attacks.iterative.IterativeAttack`) and

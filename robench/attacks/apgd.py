@@ -22,6 +22,15 @@ The reference schedule (``autoattack/autopgd_base.py``), per sample:
 With ``early_stop`` (the default in evaluations) a sample leaves as soon as an iterate fools it:
 its robust/non-robust outcome is the reference's, and it frees its slot for the next clip.
 
+L2 (``norm="l2"``; the reference's ``norm='L2'``, Croce & Hein 2020): each attacked modality has its
+own per-clip L2 ball of radius eps_m (input units: RGB on the [0, 1] scale, skeleton in metres). The
+start is ``x_m + eps_m * t_m / ||t_m||_2`` with t_m standard normal, per modality (the reference's
+start on the sphere), projected into the valid range; the sign step becomes the gradient normalised per
+clip and modality, ``z_m = P(x_m + eta * eps_m * g_m / ||g_m||_2)``, so ``eta`` starts at 2 (a step
+of ``2 * eps_m``) and halves at the same checkpoints; ``P`` rescales each modality's perturbation into
+its L2 ball and then clips to the valid range, as the reference does. The momentum update and the
+checkpoint rules are unchanged.
+
 Example::
 
     from robench.attacks import APGD
@@ -32,11 +41,12 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from robench.attacks.base import Bounds, Inputs, Plausible
+from robench.attacks.base import Bounds, Inputs, Plausible, l2_normalise
 from robench.attacks.engine import (
     EngineAttack,
     Model,
@@ -47,6 +57,7 @@ from robench.attacks.engine import (
     per_row,
     rows_where,
     seeded_rand,
+    seeded_randn,
 )
 from robench.attacks.losses import ce_loss, dlr_loss
 from robench.registry import register_attack
@@ -76,7 +87,8 @@ class APGD(EngineAttack):
 
     Args:
         modalities: inputs to perturb, jointly (one step size per sample in rescaled coordinates).
-        eps: L-inf radius, per modality or shared (RGB in [0, 1] units, skeleton in metres).
+        eps: radius of the L-inf (or, with ``norm="l2"``, per-clip L2) ball, per modality or shared (RGB
+            in [0, 1] units, skeleton in metres).
         steps: iterations N (AutoAttack standard: 100); a run costs N + 1 gradient passes.
         restarts: runs from new random starts for samples still robust (standard: 1).
         loss: "ce" (cross-entropy) or "dlr" (Difference of Logits Ratio, >= 3 classes).
@@ -85,14 +97,17 @@ class APGD(EngineAttack):
             randomised defenses: Expectation over Transformation).
         early_stop: stop attacking a sample at its first fooling iterate.
         bounds: valid range per modality.
+        plausible: plausible-skeleton limits (see :class:`~robench.attacks.base.Attack`).
+        norm: ``"linf"`` or ``"l2"`` (the threat model's ball; see the module docstring).
     """
 
     version = 1
+    norms: ClassVar[tuple[str, ...]] = ("linf", "l2")
 
     def __init__(self, modalities: Sequence[str], eps: float | Mapping[str, float], steps: int = 100,
                  restarts: int = 1, loss: str = "ce", rho: float = 0.75, eot_iter: int = 1, early_stop: bool = True,
-                 bounds: Bounds | None = None, plausible: Plausible = None) -> None:
-        super().__init__(modalities, eps, bounds, plausible)
+                 bounds: Bounds | None = None, plausible: Plausible = None, norm: str = "linf") -> None:
+        super().__init__(modalities, eps, bounds, plausible, norm=norm)
         if steps < 1 or restarts < 1 or eot_iter < 1:
             raise ValueError(f"steps, restarts and eot_iter must be >= 1, got {steps}, {restarts}, {eot_iter}")
         if loss not in ("ce", "dlr"):
@@ -145,15 +160,27 @@ class APGD(EngineAttack):
         idx = sel.nonzero().squeeze(1)
         draws = {}
         for m, t in rows.x.items():
+            if self.norm == "l2":  # a Gaussian direction on each modality's sphere
+                if rows.seeds is None:
+                    z = torch.randn(t[idx].shape, dtype=t.dtype, device=t.device)
+                else:
+                    l2_keys = [(self.seed_tag, run, m, "l2") for run in state["run"][idx].tolist()]
+                    z = seeded_randn(t[idx], rows.seeds[idx.cpu()].tolist(), l2_keys)
+                draws[m] = l2_normalise(z)
+                continue
             if rows.seeds is None:
                 u = torch.rand(t[idx].shape, dtype=t.dtype, device=t.device)
             else:
                 keys = [(self.seed_tag, run, m) for run in state["run"][idx].tolist()]
                 u = seeded_rand(t[idx], rows.seeds[idx.cpu()].tolist(), keys)
             draws[m] = u * 2 - 1
-        norm = torch.stack([d.flatten(1).abs().amax(1) for d in draws.values()]).amax(0) + 1e-12
+        if self.norm == "l2":
+            shifted = {m: t[idx] + self.eps[m] * draws[m] for m, t in rows.x.items()}
+        else:
+            norm = torch.stack([d.flatten(1).abs().amax(1) for d in draws.values()]).amax(0) + 1e-12
+            shifted = {m: t[idx] + self.eps[m] * draws[m] / per_row(norm, draws[m]) for m, t in rows.x.items()}
         for m, t in rows.x.items():
-            start = self.project(t[idx] + self.eps[m] * draws[m] / per_row(norm, draws[m]), t[idx], m)
+            start = self.project(shifted[m], t[idx], m)
             for key in ("x", "old", "best"):
                 state[f"{key}:{m}"][idx] = start
         state["i"][idx] = -1
@@ -172,7 +199,8 @@ class APGD(EngineAttack):
             a = torch.where(i > 0, 0.75, 1.0).to(state["eta"].dtype)
             for m in mods:
                 x, old, g = state[f"x:{m}"], state[f"old:{m}"], state[f"g:{m}"]
-                z = self.project(x + per_row(state["eta"] * self.eps[m], x) * g.sign(), rows.x[m], m)
+                direction = l2_normalise(g) if self.norm == "l2" else g.sign()
+                z = self.project(x + per_row(state["eta"] * self.eps[m], x) * direction, rows.x[m], m)
                 z = self.project(x + per_row(a, x) * (z - x) + per_row(1 - a, x) * (x - old), rows.x[m], m)
                 state[f"old:{m}"] = rows_where(moving, x, old)
                 state[f"x:{m}"] = rows_where(moving, z, x)

@@ -1,6 +1,7 @@
 """APGD-T: targeted APGD with the targeted DLR loss, one run per target class (Croce & Hein, ICML 2020).
 
-Distance: L-inf per modality, in the rescaled coordinates of :mod:`robench.attacks.apgd`. For each
+Distance: L-inf per modality, in the rescaled coordinates of :mod:`robench.attacks.apgd`, or with
+``norm="l2"`` the per-clip L2 ball per modality (APGD's L2 version, Croce & Hein 2020). For each
 sample the targets are the classes with the 2nd to (``targets`` + 1)-th largest clean logits; a run
 of APGD maximises ``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-12)`` towards target t, and the
 next target's run starts only if no iterate of the previous runs fooled the sample. Any
@@ -31,13 +32,16 @@ class APGDT(APGD):
 
     Args:
         modalities: inputs to perturb, jointly.
-        eps: L-inf radius, per modality or shared (RGB in [0, 1] units, skeleton in metres).
+        eps: radius of the L-inf (or, with ``norm="l2"``, per-clip L2) ball, per modality or shared (RGB
+            in [0, 1] units, skeleton in metres).
         steps: iterations per target (standard: 100).
         targets: target classes tried in turn (standard: 9; at most classes - 1). Needs >= 4 classes.
         rho: the checkpoints' oscillation threshold (0.75).
         eot_iter: gradient samples per step (1; EOT for randomised defenses).
         early_stop: stop attacking a sample at its first fooling iterate.
         bounds: valid range per modality.
+        plausible: plausible-skeleton limits (see :class:`~robench.attacks.base.Attack`).
+        norm: ``"linf"`` or ``"l2"``.
     """
 
     version = 1
@@ -45,9 +49,9 @@ class APGDT(APGD):
 
     def __init__(self, modalities: Sequence[str], eps: float | Mapping[str, float], steps: int = 100,
                  targets: int = 9, rho: float = 0.75, eot_iter: int = 1, early_stop: bool = True,
-                 bounds: Bounds | None = None, plausible: Plausible = None) -> None:
+                 bounds: Bounds | None = None, plausible: Plausible = None, norm: str = "linf") -> None:
         super().__init__(modalities, eps, steps=steps, restarts=1, loss="dlr", rho=rho, eot_iter=eot_iter,
-                         early_stop=early_stop, bounds=bounds, plausible=plausible)
+                         early_stop=early_stop, bounds=bounds, plausible=plausible, norm=norm)
         if targets < 1:
             raise ValueError(f"targets must be >= 1, got {targets}")
         self.targets = int(targets)

@@ -4,6 +4,10 @@ Croce & Hein, ICML 2020 (``autoattack/autoattack.py``). Distance: L-inf per moda
 in the rescaled coordinates ``u_m = delta_m / eps_m`` (docs/attacks.md), so one budget
 ``(eps_R, eps_S)`` is one threat model for all of them.
 
+``norm="l2"`` runs AutoAttack's L2 version (Croce & Hein 2020): every member gets the norm, so
+APGD-CE, APGD-T, FAB-T and Square all attack the per-clip, per-modality L2 balls of radius eps_m
+(input units: RGB on the [0, 1] scale, skeleton in metres).
+
 Versions:
 
 * ``standard``: APGD-CE (``steps`` iterations, 1 restart), APGD-T (``targets`` target classes of
@@ -25,6 +29,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -48,7 +53,8 @@ class AutoAttack(Attack):
 
     Args:
         modalities: inputs to perturb, jointly.
-        eps: L-inf radius, per modality or shared (RGB in [0, 1] units, skeleton in metres).
+        eps: radius of the L-inf (or, with ``norm="l2"``, per-clip L2) ball, per modality or shared (RGB
+            in [0, 1] units, skeleton in metres).
         version: "standard" or "rand" (randomised defenses: EOT gradients).
         members: the members to run, a subset of the version's (default: all), run in the version's order.
         steps: iterations of APGD-CE, APGD-DLR and of each APGD-T and FAB-T target (standard: 100).
@@ -56,14 +62,18 @@ class AutoAttack(Attack):
         queries: Square's queries (standard: 5000).
         eot_iter: gradient samples per step in the ``rand`` version (20).
         bounds: valid range per modality.
+        plausible: plausible-skeleton limits (see :class:`~robench.attacks.base.Attack`).
+        norm: ``"linf"`` or ``"l2"``, passed to every member.
     """
 
     version = 2
+    norms: ClassVar[tuple[str, ...]] = ("linf", "l2")
 
     def __init__(self, modalities: Sequence[str], eps: float | Mapping[str, float], version: str = "standard",
                  members: list[str] | None = None, steps: int = 100, targets: int = 9, queries: int = 5000,
-                 eot_iter: int = 20, bounds: Bounds | None = None, plausible: Plausible = None) -> None:
-        super().__init__(modalities, eps, bounds, plausible)
+                 eot_iter: int = 20, bounds: Bounds | None = None, plausible: Plausible = None,
+                 norm: str = "linf") -> None:
+        super().__init__(modalities, eps, bounds, plausible, norm=norm)
         if version not in VERSIONS:
             raise ValueError(f"version must be one of {sorted(VERSIONS)}, got {version!r}")
         chosen = list(VERSIONS[version]) if members is None else list(members)
@@ -78,12 +88,15 @@ class AutoAttack(Attack):
         mods, eps, bounds, limits = self.modalities, self.eps, self.bounds, plausible
         eot = eot_iter if version == "rand" else 1
         build: dict[str, Callable[[], Attack]] = {
-            "apgd-ce": lambda: APGD(mods, eps, steps=steps, loss="ce", eot_iter=eot, bounds=bounds, plausible=limits),
+            "apgd-ce": lambda: APGD(mods, eps, steps=steps, loss="ce", eot_iter=eot, bounds=bounds, plausible=limits,
+                                    norm=norm),
             "apgd-dlr": lambda: APGD(mods, eps, steps=steps, loss="dlr", eot_iter=eot, bounds=bounds,
-                                     plausible=limits),
-            "apgd-t": lambda: APGDT(mods, eps, steps=steps, targets=targets, bounds=bounds, plausible=limits),
-            "fab-t": lambda: FABT(mods, eps, steps=steps, targets=targets, bounds=bounds, plausible=limits),
-            "square": lambda: Square(mods, eps, queries=queries, bounds=bounds, plausible=limits),
+                                     plausible=limits, norm=norm),
+            "apgd-t": lambda: APGDT(mods, eps, steps=steps, targets=targets, bounds=bounds, plausible=limits,
+                                    norm=norm),
+            "fab-t": lambda: FABT(mods, eps, steps=steps, targets=targets, bounds=bounds, plausible=limits,
+                                  norm=norm),
+            "square": lambda: Square(mods, eps, queries=queries, bounds=bounds, plausible=limits, norm=norm),
         }
         self._stages = [(name, build[name]()) for name in self.members]
 

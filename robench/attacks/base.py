@@ -1,10 +1,19 @@
-"""Attack base class, the L-inf threat model and the run-time checks of every attack output.
+"""Attack base class, the L-inf and L2 threat models and the run-time checks of every attack output.
 
 Threat model (paper Section 3.2, Eq. 6-7; units in docs/concepts.md): each attacked modality
 m gets its own L-inf ball ``||x'_m - x_m||_inf <= eps_m``, where RGB is in pixel units scaled to
 [0, 1] (so 8/255 is eight grey levels) and the skeleton in metres. Adversarial RGB is clipped to
 [0, 1]; the skeleton is unbounded unless the protocol says otherwise. Unattacked modalities are
 passed through untouched. Attacks see the model's raw inputs: normalisation lives in the model.
+
+With ``norm="l2"`` (a protocol's ``threat.norm: l2``) the ball is the per-clip L2 ball instead,
+``||x'_m - x_m||_2 <= eps_m``, the norm taken over all of modality m's values of one clip (every
+channel, frame, pixel or joint and person), in the same input units (RGB on the [0, 1] scale,
+skeleton in metres) and scaled per modality by ``threat.<m>.scale`` exactly as the L-inf eps.
+:meth:`Attack.project` rescales a perturbation whose L2 norm exceeds eps onto the sphere (the
+projection of Madry et al. 2018, torchattacks and AutoAttack), then applies the valid range and the
+plausible-skeleton limits: both only move coordinates towards the clean clip, so the result stays in
+the ball. An attack declares the norms it implements in :attr:`Attack.norms` and refuses the others.
 
 With ``plausible`` limits (a protocol's ``threat.skeleton.plausible``), the skeleton's ball shrinks
 to adversarial skeletons that are still a body: bone lengths, joint angles, velocities and
@@ -35,6 +44,9 @@ Bounds = Mapping[str, tuple[float, float] | None]
 #: plausible-skeleton limits as a protocol gives them (``{bone: 0.01, angle: 0.1, ...}``), or None
 Plausible = Mapping[str, float] | None
 
+#: the threat models' norms: per-modality L-inf or per-clip, per-modality L2 balls
+NORMS: tuple[str, ...] = ("linf", "l2")
+
 #: valid input range per modality unless a protocol overrides it
 DEFAULT_BOUNDS: dict[str, tuple[float, float] | None] = {"rgb": (0.0, 1.0), "skeleton": None}
 
@@ -54,16 +66,40 @@ def _per_modality(value: float | Mapping[str, float], modalities: Sequence[str],
     return out
 
 
+def clip_norms(delta: Tensor) -> Tensor:
+    """Per-clip L2 norms of ``delta`` (``[B, ...]`` -> ``[B]``), over all of a clip's values."""
+    return delta.flatten(1).norm(p=2, dim=1)
+
+
+def l2_normalise(v: Tensor) -> Tensor:
+    """``v`` scaled per clip to unit L2 norm: the L2 steepest-ascent direction. Like the sign of the L-inf
+    step it does not depend on the gradient's scale (a saturated loss's tiny gradient still steps); a
+    zero clip stays zero."""
+    n = clip_norms(v)
+    n = torch.where(n > 0, n, torch.ones_like(n))
+    return v / n.view(-1, *([1] * (v.dim() - 1)))
+
+
+def l2_project(delta: Tensor, eps: float) -> Tensor:
+    """``delta`` rescaled per clip so its L2 norm is at most ``eps`` (clips already inside are unchanged)."""
+    n = clip_norms(delta)
+    factor = torch.where(n > eps, eps / n.clamp(min=1e-30), torch.ones_like(n))
+    return delta * factor.view(-1, *([1] * (delta.dim() - 1)))
+
+
 class Attack(Registrable, abc.ABC):
-    """An L-inf attack on some modalities of a multimodal classifier.
+    """An attack on some modalities of a multimodal classifier, in a per-modality L-inf or L2 ball.
 
     Args:
         modalities: which inputs to perturb (``["rgb"]``, ``["skeleton"]`` or both, jointly).
-        eps: L-inf radius, one number for all attacked modalities or ``{modality: eps}``, in input
-            units (RGB on the [0, 1] scale, skeleton in metres).
+        eps: radius, one number for all attacked modalities or ``{modality: eps}``, in input
+            units (RGB on the [0, 1] scale, skeleton in metres): of the L-inf ball, or with
+            ``norm="l2"`` of the per-clip L2 ball.
         bounds: valid range per modality; defaults to RGB in [0, 1], skeleton unbounded.
         plausible: limits that keep an attacked skeleton a plausible body (relative tolerances, see
-            :class:`~robench.attacks.plausible.SkeletonLimits`); None: the plain L-inf ball.
+            :class:`~robench.attacks.plausible.SkeletonLimits`); None: the plain ball.
+        norm: ``"linf"`` (the paper's threat model) or ``"l2"``; an attack that does not implement a
+            norm (see :attr:`norms`) refuses it with a ValueError.
 
     Subclasses implement :meth:`perturb`; call the attack (``attack(model, inputs, labels)``) to get
     checked adversarial inputs. ``model`` maps an input dict to logits; its mode (train/eval) is the
@@ -71,9 +107,15 @@ class Attack(Registrable, abc.ABC):
     """
 
     #: arguments the harness fills from the cell (scenario, eps, threat model), not protocol keys
-    harness_params: ClassVar[tuple[str, ...]] = ("modalities", "eps", "bounds", "plausible")
-    #: (plausible-skeleton limits came after the first stored results: absent from ids when off)
-    optional_params: ClassVar[tuple[str, ...]] = ("plausible",)
+    harness_params: ClassVar[tuple[str, ...]] = ("modalities", "eps", "bounds", "plausible", "norm")
+    #: (plausible-skeleton limits and the L2 norm came after the first stored results: absent from ids
+    #: while off / "linf")
+    optional_params: ClassVar[tuple[str, ...]] = ("plausible", "norm")
+    #: the threat-model norms this attack implements (``norm`` outside them is refused)
+    norms: ClassVar[tuple[str, ...]] = ("linf",)
+    #: under the L2 threat model, parameters in input units that a protocol leaves out default to this
+    #: fraction of each modality's eps (their L-inf defaults, e.g. PGD's step of 2/255, mean nothing in L2)
+    l2_eps_fractions: ClassVar[Mapping[str, float]] = {}
     #: parameters in input units: a protocol's threat ``scale`` multiplies them per modality, like eps
     scaled_params: ClassVar[tuple[str, ...]] = ()
     #: one gradient step (FGSM): the sanity check "an iterative attack is not weaker" compares against it
@@ -82,7 +124,13 @@ class Attack(Registrable, abc.ABC):
     gradient_free: ClassVar[bool] = False
 
     def __init__(self, modalities: Sequence[str], eps: float | Mapping[str, float],
-                 bounds: Bounds | None = None, plausible: Plausible = None) -> None:
+                 bounds: Bounds | None = None, plausible: Plausible = None, norm: str = "linf") -> None:
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+        if norm not in type(self).norms:
+            raise ValueError(f"{type(self).__name__} implements the {' and '.join(type(self).norms)} threat "
+                             f"model(s), not norm={norm!r}")
+        self.norm = norm
         if not modalities:
             raise ValueError("an attack needs at least one modality to perturb")
         self.modalities = tuple(modalities)
@@ -107,7 +155,8 @@ class Attack(Registrable, abc.ABC):
         if missing:
             raise AttackCheckError(f"{type(self).__name__}: attacks {missing} but the inputs have {sorted(inputs)}")
         adv = self.perturb(model, inputs, labels, sample_seeds)
-        check_adversarial(inputs, adv, self.eps, self.bounds, attack=type(self).__name__, plausible=self.plausible)
+        check_adversarial(inputs, adv, self.eps, self.bounds, attack=type(self).__name__, plausible=self.plausible,
+                          norm=self.norm)
         return adv
 
     def stages(self) -> Sequence[tuple[str, Attack]]:
@@ -117,8 +166,14 @@ class Attack(Registrable, abc.ABC):
 
     def project(self, x_adv: Tensor, x: Tensor, modality: str) -> Tensor:
         """Project onto the eps-ball around ``x`` and into the valid range (and, for a skeleton under
-        ``plausible`` limits, towards ``x`` until the limits hold)."""
+        ``plausible`` limits, towards ``x`` until the limits hold).
+
+        L-inf: clip each coordinate of the perturbation to ``[-eps, eps]``. L2: rescale each clip's
+        perturbation to L2 norm ``eps`` where it is longer (:func:`l2_project`).
+        """
         eps = self.eps[modality]
+        if self.norm == "l2":
+            return self.within_limits(x + l2_project(x_adv - x, eps), x, modality)
         return self.within_limits(x + (x_adv - x).clamp(-eps, eps), x, modality)
 
     def within_limits(self, x_adv: Tensor, x: Tensor, modality: str) -> Tensor:
@@ -131,17 +186,24 @@ class Attack(Registrable, abc.ABC):
         return out
 
 
+#: relative slack of the L2 check on top of the rounding of ``x + delta``: the attack's float32 norms
+L2_RTOL = 1e-5
+
+
 def check_adversarial(
     clean: Inputs, adv: Inputs, eps: Mapping[str, float], bounds: Bounds, attack: str = "attack",
-    plausible: SkeletonLimits | None = None,
+    plausible: SkeletonLimits | None = None, norm: str = "linf",
 ) -> None:
     """Raise :class:`AttackCheckError` unless ``adv`` is a valid attack output for ``clean``.
 
     Valid: same keys, shapes and dtypes; attacked modalities (the keys of ``eps``) finite, inside
-    the L-inf ball (up to float rounding of ``x + delta``) and inside ``bounds``; every other
-    modality bit-identical to the clean input; with ``plausible``, an attacked skeleton within its
-    limits (up to float rounding).
+    the ball of ``norm`` (up to float rounding of ``x + delta``; for L2, each clip's norm over all of
+    the modality's values, with a relative slack of :data:`L2_RTOL` for the attack's float32 norms)
+    and inside ``bounds``; every other modality bit-identical to the clean input; with
+    ``plausible``, an attacked skeleton within its limits (up to float rounding).
     """
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
     if set(adv) != set(clean):
         raise AttackCheckError(f"{attack}: returned modalities {sorted(adv)}, expected {sorted(clean)}")
     for m, x in clean.items():
@@ -159,9 +221,16 @@ def check_adversarial(
         e = float(eps[m])
         # x + delta is rounded once: allow two ulps of the largest magnitude involved
         tol = 2.0 * torch.finfo(x.dtype).eps * (float(x.abs().max()) + e) if x.is_floating_point() else 0.0
-        dev = float((a - x).abs().max()) if x.numel() else 0.0
-        if dev > e + tol:
-            raise AttackCheckError(f"{attack}: {m} perturbation {dev:.6g} exceeds eps {e:.6g} (L-inf)")
+        if norm == "l2":
+            # (per clip: the rounding errors of its n values add up to at most sqrt(n) times the largest)
+            n = x[0].numel() if x.dim() else 1
+            dev = float(clip_norms((a - x).double()).max()) if x.numel() else 0.0
+            if dev > e * (1 + L2_RTOL) + tol * math.sqrt(n):
+                raise AttackCheckError(f"{attack}: {m} perturbation {dev:.6g} exceeds eps {e:.6g} (L2, per clip)")
+        else:
+            dev = float((a - x).abs().max()) if x.numel() else 0.0
+            if dev > e + tol:
+                raise AttackCheckError(f"{attack}: {m} perturbation {dev:.6g} exceeds eps {e:.6g} (L-inf)")
         rng = bounds.get(m)
         if rng is not None and x.numel():
             lo, hi = float(a.min()), float(a.max())

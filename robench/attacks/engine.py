@@ -94,6 +94,17 @@ def seeded_rand(like: Tensor, seeds: Sequence[int], keys: Sequence[tuple[object,
     return u
 
 
+def seeded_randn(like: Tensor, seeds: Sequence[int], keys: Sequence[tuple[object, ...]]) -> Tensor:
+    """Standard normal noise shaped like ``like``, row i drawn by its own generator seeded with
+    ``derive_seed(seeds[i], *keys[i])`` (as :func:`seeded_rand`): the same draw whatever rows it is batched with."""
+    z = torch.empty_like(like)
+    gen = torch.Generator(device=like.device)
+    for i, (seed, key) in enumerate(zip(seeds, keys)):
+        gen.manual_seed(derive_seed(seed, *key))
+        z[i] = torch.randn(like.shape[1:], dtype=like.dtype, device=like.device, generator=gen)
+    return z
+
+
 def clean_check(model: Model, rows: Rows) -> tuple[Tensor, Tensor]:
     """The rows' clean logits (no gradient) and which rows they misclassify (bool ``[B]``)."""
     with torch.no_grad():
@@ -209,8 +220,8 @@ class EngineAttack(Attack):
     """
 
     def __init__(self, modalities: Sequence[str], eps: float | Mapping[str, float],
-                 bounds: Bounds | None = None, plausible: Plausible = None) -> None:
-        super().__init__(modalities, eps, bounds, plausible)
+                 bounds: Bounds | None = None, plausible: Plausible = None, norm: str = "linf") -> None:
+        super().__init__(modalities, eps, bounds, plausible, norm=norm)
         self.audit = GradientAudit()
 
     @abc.abstractmethod

@@ -1,9 +1,14 @@
-"""Signed-gradient ascent with projection: the shared engine of FGSM, PGD and CW (paper Eq. 4 and 7).
+"""Steepest ascent with projection: the shared engine of FGSM, PGD and CW (paper Eq. 4 and 7).
 
 Per restart: start at ``x`` (or uniformly inside the ball with ``random_start``), take ``steps``
 steps ``x <- proj(x + step_size * sign(grad loss))`` on all attacked modalities at once, and
-evaluate every iterate. Written for :mod:`robench.attacks.engine`: each sample carries its own
-iteration and restart counters, so the evaluation refills finished samples' slots with new clips.
+evaluate every iterate. Under the L2 threat model (``norm="l2"``, Madry et al. 2018) the step is
+the L2 steepest-ascent one, ``x_m <- proj(x_m + step_size_m * g_m / ||g_m||_2)``, the gradient
+normalised per clip and per modality (each modality has its own ball), ``step_size`` an L2 length in
+the modality's input units; the random start is uniform in each modality's L2 ball (a Gaussian
+direction, normalised, at radius ``eps * u^(1/n)`` for u uniform and n the modality's values per
+clip). Written for :mod:`robench.attacks.engine`: each sample carries its own iteration and restart
+counters, so the evaluation refills finished samples' slots with new clips.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from robench.attacks.base import Bounds, Inputs, Plausible, _per_modality
+from robench.attacks.base import Bounds, Inputs, Plausible, _per_modality, l2_normalise
 from robench.attacks.engine import (
     EngineAttack,
     Model,
@@ -22,14 +27,17 @@ from robench.attacks.engine import (
     State,
     clean_check,
     input_gradients,
+    per_row,
     rows_where,
     seeded_rand,
+    seeded_randn,
 )
 from robench.attacks.losses import LOSSES
 
 
 class IterativeAttack(EngineAttack):
-    """Signed-gradient ascent with projection, evaluated at every iterate.
+    """Steepest ascent with projection (signed gradient in L-inf, normalised gradient in L2), evaluated
+    at every iterate.
 
     With ``early_stop`` (the evaluation default) the clean input is the first candidate, a sample
     stops being attacked as soon as an iterate misclassifies it, and that iterate is returned: a
@@ -44,6 +52,9 @@ class IterativeAttack(EngineAttack):
     """
 
     scaled_params: ClassVar[tuple[str, ...]] = ("step_size",)
+    norms: ClassVar[tuple[str, ...]] = ("linf", "l2")
+    #: under L2, a protocol that sets no step size gets eps / 4 per modality
+    l2_eps_fractions: ClassVar[Mapping[str, float]] = {"step_size": 0.25}
 
     def __init__(
         self,
@@ -57,8 +68,9 @@ class IterativeAttack(EngineAttack):
         early_stop: bool = True,
         bounds: Bounds | None = None,
         plausible: Plausible = None,
+        norm: str = "linf",
     ) -> None:
-        super().__init__(modalities, eps, bounds, plausible)
+        super().__init__(modalities, eps, bounds, plausible, norm=norm)
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         if restarts < 1:
@@ -81,13 +93,31 @@ class IterativeAttack(EngineAttack):
         """
         if not self.random_start:
             return x.clone()
+        if self.norm == "l2":
+            return self._l2_start(x, m, restart, sample_seeds)
         if sample_seeds is None:
             u = torch.rand(x.shape, dtype=x.dtype, device=x.device)
         else:
             u = seeded_rand(x, sample_seeds.tolist(), [(restart, m)] * len(x))
         return self.project(x + (u * 2 - 1) * self.eps[m], x, m)
 
+    def _l2_start(self, x: Tensor, m: str, restart: int, sample_seeds: Tensor | None) -> Tensor:
+        """A point drawn uniformly from modality m's L2 ball around ``x`` (then into the valid range)."""
+        radius_like = x.new_empty((len(x), 1))
+        if sample_seeds is None:
+            z = torch.randn(x.shape, dtype=x.dtype, device=x.device)
+            u = torch.rand(radius_like.shape, dtype=x.dtype, device=x.device)
+        else:
+            seeds = sample_seeds.tolist()
+            z = seeded_randn(x, seeds, [(restart, m, "l2")] * len(x))
+            u = seeded_rand(radius_like, seeds, [(restart, m, "l2-radius")] * len(x))
+        n = x[0].numel() if len(x) else 1
+        radius = self.eps[m] * u.squeeze(1) ** (1.0 / n)
+        return self.project(x + per_row(radius, x) * l2_normalise(z), x, m)
+
     def _step(self, cur: Inputs, grads: dict[str, Tensor], x: Inputs) -> Inputs:
+        if self.norm == "l2":
+            return {m: self.project(cur[m] + self.step_size[m] * l2_normalise(grads[m]), x[m], m) for m in cur}
         return {m: self.project(cur[m] + self.step_size[m] * grads[m].sign(), x[m], m) for m in cur}
 
     # -- the engine's three methods ----------------------------------------------------------------

@@ -28,6 +28,22 @@ reference draws one position per batch), from counter-based per-sample randomnes
 starting stripes already fool finishes at once and counts as broken by Square, not as misclassified
 clean.
 
+L2 (``norm="l2"``, the L2 Square Attack of Andriushchenko et al. 2020, the authors'
+``square_attack_l2``): each modality's perturbation lives in its per-clip L2 ball of radius eps_m
+(input units: RGB on the [0, 1] scale, skeleton in metres) and is kept on its sphere. The start tiles
+the window axes with a grid of about 5 x 5 blocks, each a centred pseudo-Gaussian bump pair
+(``meta_pseudo_gaussian_pert``: ``+bump`` on one half of the block, ``-bump`` on the other, split along a
+random axis), with one random sign per block and "channel", rescaled to L2 norm eps. Each query draws
+two windows of the same size (each side about ``sqrt(p)`` of its axis, at least 3 and odd): window 1
+gets a new bump pair (one random sign per channel) added to its normalised old content, window 2 is
+cleared, and window 1 is rescaled per channel to take the mass of both windows plus an equal share of
+the budget not yet used, ``sqrt(max(eps^2 - ||delta||^2, 0) / c + ||delta_(w1 u w2)||^2)``; then the whole
+perturbation is rescaled to L2 norm eps and clipped to the valid range. The "channels" are the axes
+that carry signs in the L-inf layout: (colour channel, frame) for video, so each frame is an image whose
+windows sit at one position in every frame, and (coordinate, person) for the skeleton, whose windows are
+over (T, V); ``c`` is their number. The norms of window contents are per channel, as in the authors' code
+(AutoAttack's port takes them over all channels).
+
 Example::
 
     from robench.attacks import Square
@@ -36,13 +52,16 @@ Example::
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from robench.attacks.base import Bounds, Inputs, Plausible
-from robench.attacks.engine import EngineAttack, Model, Rows, State, clean_check, row_uniform, rows_where
+from robench.attacks.base import Bounds, Inputs, Plausible, clip_norms, l2_normalise
+from robench.attacks.engine import EngineAttack, Model, Rows, State, clean_check, per_row, row_uniform, rows_where
 from robench.attacks.losses import margin_loss
 from robench.registry import register_attack
 
@@ -70,6 +89,90 @@ def p_schedule(p_init: float, query: Tensor) -> Tensor:
     return p_init / (2.0 ** halvings.to(torch.float64))
 
 
+def bump(sizes: Sequence[int]) -> Tensor:
+    """The centred pseudo-Gaussian bump of the L2 Square Attack over a window of ``sizes`` (any number of
+    axes), unit L2 norm (float64).
+
+    The authors' ``pseudo_gaussian_pert_rectangles``: nested boxes around the centre (index ``size // 2``
+    per axis) adding ``1 / (k + 1)^2`` for k = 0 .. K - 1, K = max(size // 2 + 1); in closed form the
+    value at an index at Chebyshev distance d from the centre is ``sum_{k=d}^{K-1} 1 / (k + 1)^2``.
+    """
+    k = max(s // 2 + 1 for s in sizes)
+    partial = torch.cat([torch.zeros(1, dtype=torch.float64),
+                         (1.0 / torch.arange(1, k + 1, dtype=torch.float64) ** 2).cumsum(0)])
+    dist = torch.zeros(tuple(sizes), dtype=torch.int64)
+    for j, s in enumerate(sizes):
+        shape = [1] * len(sizes)
+        shape[j] = s
+        dist = torch.maximum(dist, (torch.arange(s) - s // 2).abs().view(shape))
+    out = partial[k] - partial[dist]
+    return out / out.norm()
+
+
+@functools.lru_cache(maxsize=64)
+def bump_pairs(sizes: tuple[int, ...]) -> Tensor:
+    """``meta_pseudo_gaussian_pert`` for each split axis: ``[len(sizes), *sizes]`` (float64), entry a the
+    window split along axis a into a ``+bump`` first half and a ``-bump`` second half, unit L2 norm (an
+    axis shorter than 2 cannot be split: its entry is one bump). Cached per window size: do not modify."""
+    out = []
+    for a, s in enumerate(sizes):
+        if s < 2:
+            out.append(bump(sizes))
+            continue
+        first, second = list(sizes), list(sizes)
+        first[a], second[a] = s // 2, s - s // 2
+        pair = torch.cat([bump(first), -bump(second)], dim=a)
+        out.append(pair / pair.norm())
+    return torch.stack(out)
+
+
+def _place(patterns: Tensor, choice: Tensor, starts: Tensor, x: Tensor, win: tuple[int, ...]) -> Tensor:
+    """Per row, ``patterns[choice]`` placed at ``starts`` (int64 ``[B, len(win)]``) along the window axes
+    ``win`` of ``x``, zero elsewhere: a tensor broadcastable to ``x`` (size 1 on the other axes)."""
+    b, k = x.shape[0], len(win)
+    pat = patterns.to(device=x.device, dtype=x.dtype)
+    index: list[Tensor] = [choice.to(x.device).view(b, *([1] * k))]
+    inside = torch.ones((b,) + (1,) * k, dtype=torch.bool, device=x.device)
+    for j, a in enumerate(win):
+        n, s = x.shape[a], pat.shape[1 + j]
+        rel = torch.arange(n, device=x.device)[None, :] - starts[:, j : j + 1].to(x.device)
+        shape = [b] + [1] * k
+        shape[1 + j] = n
+        index.append(rel.clamp(0, s - 1).view(shape))
+        inside = inside & ((rel >= 0) & (rel < s)).view(shape)
+    values = pat[tuple(index)] * inside
+    shape = [b] + [1] * (x.dim() - 1)
+    for a in win:
+        shape[a] = x.shape[a]
+    return values.view(shape)
+
+
+def _box(starts: Tensor, sizes: Sequence[int], x: Tensor, win: tuple[int, ...]) -> Tensor:
+    """Per row, the window of ``sizes`` at ``starts`` along the axes ``win`` (bool, broadcastable to ``x``)."""
+    mask = torch.ones((x.shape[0],) + (1,) * (x.dim() - 1), dtype=torch.bool, device=x.device)
+    for j, a in enumerate(win):
+        ar = torch.arange(x.shape[a], device=x.device)
+        lo = starts[:, j : j + 1].to(x.device)
+        shape = [x.shape[0]] + [1] * (x.dim() - 1)
+        shape[a] = x.shape[a]
+        mask = mask & ((ar[None, :] >= lo) & (ar[None, :] < lo + sizes[j])).view(shape)
+    return mask
+
+
+def l2_window_sizes(p: float, x: Tensor, win: tuple[int, ...]) -> list[int]:
+    """The L2 Square Attack's window at fraction ``p``: each side about ``p^(1/k)`` of its axis (k window
+    axes), at least 3 (or the axis) and odd where the axis allows (the authors' ``max(round(sqrt(p h w)), 3)``,
+    made odd, for square images)."""
+    out = []
+    for a in win:
+        n = x.shape[a]
+        s = min(max(round(p ** (1.0 / len(win)) * n), min(3, n)), n)
+        if s % 2 == 0 and s < n:
+            s += 1
+        out.append(s)
+    return out
+
+
 def _layout(m: str, x: Tensor, video: str = "frames") -> tuple[tuple[int, ...], tuple[int, ...]]:
     if m == "rgb":
         return VIDEO_WINDOWS[video]
@@ -80,25 +183,29 @@ def _layout(m: str, x: Tensor, video: str = "frames") -> tuple[tuple[int, ...], 
 
 @register_attack("square")
 class Square(EngineAttack):
-    """Square attack, L-inf, margin loss (AutoAttack's black-box member).
+    """Square attack, L-inf or L2, margin loss (AutoAttack's black-box member).
 
     Args:
         modalities: inputs to perturb (one window per modality per query).
-        eps: L-inf radius, per modality or shared (RGB in [0, 1] units, skeleton in metres).
+        eps: radius of the L-inf (or, with ``norm="l2"``, per-clip L2) ball, per modality or shared (RGB
+            in [0, 1] units, skeleton in metres).
         queries: queries after the initial one (standard: 5000).
         p_init: initial window fraction (0.8).
         video_windows: ``"frames"`` (squares over each frame's (H, W), a sign per channel and frame: the
             default) or ``"cuboids"`` (version 1's windows over (T, H, W), a sign per channel).
         bounds: valid range per modality.
+        plausible: plausible-skeleton limits (see :class:`~robench.attacks.base.Attack`).
+        norm: ``"linf"`` or ``"l2"`` (the L2 Square Attack; see the module docstring).
     """
 
     version = 2
     gradient_free = True
+    norms: ClassVar[tuple[str, ...]] = ("linf", "l2")
 
     def __init__(self, modalities: Sequence[str], eps: float | Mapping[str, float], queries: int = 5000,
                  p_init: float = 0.8, video_windows: str = "frames", bounds: Bounds | None = None,
-                 plausible: Plausible = None) -> None:
-        super().__init__(modalities, eps, bounds, plausible)
+                 plausible: Plausible = None, norm: str = "linf") -> None:
+        super().__init__(modalities, eps, bounds, plausible, norm=norm)
         if video_windows not in VIDEO_WINDOWS:
             raise ValueError(f"video_windows must be one of {', '.join(VIDEO_WINDOWS)}, got {video_windows!r}")
         self.video_windows = video_windows
@@ -161,6 +268,9 @@ class Square(EngineAttack):
             return state, torch.ones(n, dtype=torch.bool, device=dev)
         zero = torch.zeros(n, dtype=torch.int64)
         for j, (m, x) in enumerate(rows.x.items()):
+            if self.norm == "l2":
+                state[f"best:{m}"] = self._l2_init(m, x, state["seed"], 4000 + 2 * j)
+                continue
             stripes = self._signs(m, x, state["seed"], zero, 1000 + j, stripes=True)
             state[f"best:{m}"] = self.within_limits(x + self.eps[m] * stripes * self._present(m, x), x, m)
         margin = self._margin(model, rows, {m: state[f"best:{m}"] for m in rows.x})
@@ -171,7 +281,73 @@ class Square(EngineAttack):
         done = clean_wrong | (margin < 0) | torch.tensor(self.queries == 0, device=dev)
         return state, done
 
+    def _l2_init(self, m: str, x: Tensor, seeds: Tensor, stream: int) -> Tensor:
+        """The L2 start: a centred grid of bump-pair blocks, a random split axis per block and a random
+        sign per block and channel, rescaled to L2 norm eps (then into the valid range)."""
+        win, _ = _layout(m, x, self.video_windows)
+        sizes = [max(x.shape[a] // 5, 1) for a in win]
+        counts = [x.shape[a] // s for a, s in zip(win, sizes)]
+        offsets = [(x.shape[a] - s * c) // 2 for a, s, c in zip(win, sizes, counts)]
+        pairs = bump_pairs(tuple(sizes))
+        delta = torch.zeros_like(x)
+        for t, cell in enumerate(itertools.product(*(range(c) for c in counts))):
+            counter = torch.full((x.shape[0],), t, dtype=torch.int64)
+            starts = torch.tensor([o + i * s for o, i, s in zip(offsets, cell, sizes)]).expand(x.shape[0], -1)
+            choice = (row_uniform(seeds, counter, stream, 1, x.device)[:, 0] * len(win)).long().clamp(max=len(win) - 1)
+            signs = self._signs(m, x, seeds, counter, stream + 1, stripes=False)
+            delta = delta + _place(pairs, choice, starts, x, win) * signs
+        delta = delta * self._present(m, x)
+        return self.within_limits(x + self.eps[m] * l2_normalise(delta), x, m)
+
+    def _l2_candidate(self, m: str, x: Tensor, best: Tensor, p: float, seeds: Tensor, q: Tensor,
+                      stream: int) -> Tensor:
+        """One L2 query's candidate for rows ``x`` at window fraction ``p`` (see the module docstring)."""
+        win, _ = _layout(m, x, self.video_windows)
+        k, eps = len(win), self.eps[m]
+        sizes = l2_window_sizes(p, x, win)
+        u = row_uniform(seeds, q, stream, 2 * k + 1, x.device)
+        room = torch.tensor([x.shape[a] - s + 1 for a, s in zip(win, sizes)], dtype=u.dtype, device=x.device)
+        starts1 = (u[:, :k] * room).floor().long()
+        starts2 = (u[:, k : 2 * k] * room).floor().long()
+        choice = (u[:, 2 * k] * k).long().clamp(max=k - 1)
+        w1, w2 = _box(starts1, sizes, x, win), _box(starts2, sizes, x, win)
+        delta = best - x
+        present = self._present(m, x)
+        channels = 1
+        for a in range(1, x.dim()):
+            if a not in win:
+                channels *= x.shape[a]
+
+        def window_norm(t: Tensor) -> Tensor:  # per row and channel
+            return t.pow(2).sum(dim=win, keepdim=True).sqrt()
+
+        in_w1 = delta * w1
+        budget = (eps**2 - clip_norms(delta).pow(2)).clamp(min=0)
+        mass = (per_row(budget, x) / channels + window_norm(delta * (w1 | w2)).pow(2)).sqrt()
+        signs = self._signs(m, x, seeds, q, stream + 1, stripes=False)
+        fresh = _place(bump_pairs(tuple(sizes)), choice, starts1, x, win) * signs + in_w1 / (1e-10 + window_norm(in_w1))
+        fresh = fresh / window_norm(fresh).clamp(min=1e-12) * mass
+        delta = torch.where(w1, fresh, torch.where(w2, torch.zeros_like(delta), delta)) * present
+        return self.within_limits(x + eps * l2_normalise(delta), x, m)
+
+    def _l2_advance_inputs(self, rows: Rows, state: State) -> Inputs:
+        """Every row's L2 candidate, rows grouped by their window fraction (one window size per group)."""
+        q = state["q"]
+        p = p_schedule(self.p_init, q.cpu())
+        new: Inputs = {}
+        for j, (m, x) in enumerate(rows.x.items()):
+            cand = state[f"best:{m}"].clone()
+            for value in p.unique().tolist():
+                sel = (p == value).nonzero().squeeze(1)
+                idx = sel.to(x.device)
+                cand[idx] = self._l2_candidate(m, x[idx], state[f"best:{m}"][idx], float(value), state["seed"][sel],
+                                               q.cpu()[sel], 3000 + 2 * j)
+            new[m] = cand
+        return new
+
     def advance(self, model: Model, rows: Rows, state: State) -> Tensor:
+        if self.norm == "l2":
+            return self._accept(model, rows, state, self._l2_advance_inputs(rows, state))
         q = state["q"]
         p = p_schedule(self.p_init, q.cpu())
         new: Inputs = {}
@@ -192,6 +368,11 @@ class Square(EngineAttack):
                 if not bool(pending.any()):
                     break
             new[m] = cand
+        return self._accept(model, rows, state, new)
+
+    def _accept(self, model: Model, rows: Rows, state: State, new: Inputs) -> Tensor:
+        """Keep the candidates that lower the margin; count the query; which rows are finished."""
+        q = state["q"]
         margin = self._margin(model, rows, new)
         better = margin < state["margin"]
         for m, x in new.items():

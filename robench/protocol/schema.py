@@ -26,7 +26,8 @@ Top-level keys (see ``robench/protocols/quickstart.yaml`` for a commented exampl
 ``threat``
     per modality: ``scale`` (eps and step sizes are multiplied by it) and ``bounds`` (valid range);
     for the skeleton, ``plausible: {bone, angle, velocity, acceleration}`` (relative tolerances) keeps
-    adversarial skeletons plausible bodies.
+    adversarial skeletons plausible bodies; ``norm``: ``linf`` (the paper's) or ``l2`` (per-modality L2
+    balls, for evaluation attacks).
 ``defenses`` / ``attacks``
     mappings id -> ``{type, label, ...params}`` (``type`` defaults to the id); defenses may carry
     ``training:`` and ``model:`` overrides, attacks an ``eps:`` list of their own.
@@ -34,6 +35,10 @@ Top-level keys (see ``robench/protocols/quickstart.yaml`` for a commented exampl
     which modalities are attacked (clean, R, S, RS), the radii, and the evaluation set.
 ``tables``
     the tables to render: attack, eps, rows, columns, baseline.
+``budgets``
+    grids of independent RGB and skeleton radii for one attack (:mod:`robench.protocol.budgets`).
+``corruptions``
+    natural corruptions of either input at severities 1-5 (:mod:`robench.protocol.corruptions`).
 """
 
 from __future__ import annotations
@@ -49,7 +54,9 @@ from typing import Any, Literal
 from robench.errors import ProtocolError, UnknownNameError
 from robench.params import check_params, signature_params
 from robench.protocol import layout
+from robench.protocol.budgets import BudgetGrid, budgets
 from robench.protocol.check import Checker, Component, instantiate
+from robench.protocol.corruptions import CorruptionSuite, corruptions
 from robench.protocol.layout import STANDARD_COLUMNS, ClaimSpec, FigureSpec, TableSpec
 from robench.protocol.load import KeyPath, RawProtocol, merge
 from robench.registry import ATTACKS, BACKBONES, DATASETS, DEFENSES, Registry, load_builtins, load_plugin_file
@@ -60,7 +67,7 @@ COLUMNS: tuple[str, ...] = STANDARD_COLUMNS
 
 TOP_LEVEL = ("name", "description", "version", "plugins", "seeds", "dataset", "datasets", "model", "training",
              "threat", "defenses", "attacks", "scenarios", "eps", "evaluation", "tables", "figures", "claims",
-             "profiles")
+             "profiles", "budgets", "corruptions")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/@]*$")
 
 
@@ -129,13 +136,34 @@ class ThreatConfig:
     (RGB [0, 1]; skeleton unbounded) that adversarial inputs are clipped to; ``plausible`` keeps an
     attacked skeleton a plausible body (bone lengths, joint angles, velocities, accelerations within
     relative tolerances of the clean clip: :mod:`robench.attacks.plausible`), for every evaluation
-    attack (training attacks stay L-inf).
+    attack (training attacks stay L-inf). ``norm`` (the protocol's ``threat.norm``) is the ball's norm:
+    ``linf`` (the paper's, ``||x'_m - x_m||_inf <= eps_m``) or ``l2`` (``||x'_m - x_m||_2 <= eps_m`` per
+    clip, the norm over all of modality m's values of one clip; eps in the same input units, scaled by
+    ``scale[m]`` in the same way), for every evaluation attack; training attacks stay L-inf.
     """
 
     scale: dict[str, float] = field(default_factory=lambda: {"rgb": 1.0, "skeleton": 1.0})
     bounds: dict[str, tuple[float, float] | None] = field(default_factory=lambda: {"rgb": (0.0, 1.0), "skeleton": None})
     #: plausible-skeleton limits (every key of :class:`~robench.attacks.plausible.SkeletonLimits`), or None
     plausible: dict[str, float] | None = None
+    #: the threat model's norm, ``linf`` or ``l2`` (:data:`robench.attacks.base.NORMS`)
+    norm: Literal["linf", "l2"] = "linf"
+
+    #: the values ``threat.norm`` allows
+    NORMS = ("linf", "l2")  # (a plain class attribute, not a field)
+
+    def __post_init__(self) -> None:
+        if self.norm not in self.NORMS:
+            raise ProtocolError(None, "threat.norm", self.norm, " or ".join(self.NORMS))
+
+    @classmethod
+    def checked_norm(cls, c: Checker, value: Any, path: KeyPath) -> Literal["linf", "l2"]:
+        """``threat.norm`` as read from a protocol (``path``, e.g. ``("threat", "norm")``): ``linf`` or
+        ``l2``, else a :class:`ProtocolError` naming the file that set it, the key and the allowed values."""
+        if value == "linf" or value == "l2":
+            return value
+        raise c.fail(path, value, " or ".join(cls.NORMS) + " (the threat model's ball: per-modality L-inf, or "
+                     "per-clip L2 per modality)")
 
     def attack_kwargs(self, attack: Component, modalities: Sequence[str], eps: float,
                       evaluation: bool = True) -> dict[str, Any]:
@@ -144,7 +172,11 @@ class ThreatConfig:
         eps and every parameter the attack lists in ``scaled_params`` (step sizes) are multiplied by
         each modality's ``scale``; bounds are added per attacked modality, and for an evaluation attack
         the plausible-skeleton limits (a training attack stays the plain L-inf one, so that the same
-        trained models are evaluated under both threat models).
+        trained models are evaluated under both threat models). Under ``norm: l2`` an evaluation attack
+        gets ``norm="l2"`` (absent under ``linf``, so L-inf cells keep their ids), and each parameter of
+        its ``l2_eps_fractions`` the protocol leaves out (PGD's ``step_size``) defaults to that fraction
+        of each modality's scaled eps; an attack that does not implement L2 is a :class:`ProtocolError`.
+        A training attack stays L-inf.
         """
         cls = ATTACKS.get(attack.type)
         mods = list(modalities)
@@ -162,6 +194,15 @@ class ThreatConfig:
                                     "not (accept 'plausible: Plausible = None' and pass it to Attack.__init__: "
                                     "Attack.project applies it)")
             params["plausible"] = dict(self.plausible)
+        if evaluation and self.norm != "linf":
+            if self.norm not in cls.norms or "norm" not in signature_params(cls):
+                raise ProtocolError(None, "threat.norm", self.norm,
+                                    f"linf, or attacks that implement the {self.norm} threat model; attack "
+                                    f"'{attack.type}' implements {', '.join(cls.norms)} only")
+            for name, fraction in cls.l2_eps_fractions.items():
+                if name not in params:
+                    params[name] = {m: fraction * params["eps"][m] for m in mods}
+            params["norm"] = self.norm
         return params
 
 
@@ -218,6 +259,10 @@ class Variant:
     scenarios: list[str]
     threat: ThreatConfig
     evaluation: EvaluationConfig
+    #: grids of independent (eps_R, eps_S) radii, by id
+    budgets: dict[str, BudgetGrid] = field(default_factory=dict)
+    #: the corruption suite, if the protocol runs one
+    corruptions: CorruptionSuite | None = None
 
 
 @dataclass
@@ -307,8 +352,9 @@ def _model(c: Checker, value: Any, path: KeyPath) -> dict[str, Component]:
 
 
 def _threat(c: Checker, value: Any, path: KeyPath) -> ThreatConfig:
-    data = c.mapping(value, path)
-    c.keys(data, path, ("rgb", "skeleton"))
+    data = dict(c.mapping(value, path))
+    norm = ThreatConfig.checked_norm(c, data.pop("norm"), (*path, "norm")) if "norm" in data else "linf"
+    c.keys(data, path, ("rgb", "skeleton", "norm"))
     base = ThreatConfig()
     scale, bounds = dict(base.scale), dict(base.bounds)
     plausible: dict[str, float] | None = None
@@ -330,7 +376,7 @@ def _threat(c: Checker, value: Any, path: KeyPath) -> ThreatConfig:
                 bounds[m] = (pair[0], pair[1])
         if "plausible" in spec and spec["plausible"] is not None:
             plausible = _plausible(c, spec["plausible"], (*path, m, "plausible"))
-    return ThreatConfig(scale, bounds, plausible)
+    return ThreatConfig(scale, bounds, plausible, norm)
 
 
 def _plausible(c: Checker, value: Any, path: KeyPath) -> dict[str, float]:
@@ -441,13 +487,15 @@ def _variant(c: Checker, vid: str, label: str, dataset: Component, data: dict[st
     eps = _eps_list(c, data.get("eps", [8 / 255]), ("eps",))
     if "defenses" not in data:
         raise c.fail(("defenses",), "(missing)", "a mapping of defense id -> {type, label, ...}")
+    defenses = _defenses(c, data["defenses"], ("defenses",), model, training_raw, data["model"])
+    attacks = _attacks(c, data.get("attacks"), ("attacks",), eps)
     return Variant(
-        id=vid, label=label, dataset=dataset,
-        defenses=_defenses(c, data["defenses"], ("defenses",), model, training_raw, data["model"]),
-        attacks=_attacks(c, data.get("attacks"), ("attacks",), eps),
+        id=vid, label=label, dataset=dataset, defenses=defenses, attacks=attacks,
         scenarios=_scenarios(c, data.get("scenarios", list(SCENARIOS)), ("scenarios",)),
         threat=_threat(c, data.get("threat"), ("threat",)),
         evaluation=_evaluation(c, data.get("evaluation"), ("evaluation",)),
+        budgets=budgets(c, data.get("budgets"), ("budgets",), list(attacks), list(defenses)),
+        corruptions=corruptions(c, data.get("corruptions"), ("corruptions",), list(defenses)),
     )
 
 

@@ -51,7 +51,7 @@ class Figure:
         return bool(self.data.get("complete", True))
 
 
-def _save(fig: plt.Figure, out_dir: Path, stem: str) -> tuple[Path, Path]:
+def save_figure(fig: plt.Figure, out_dir: Path, stem: str) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     png, svg = out_dir / f"{stem}.png", out_dir / f"{stem}.svg"
     with atomic_file(png) as tmp:  # a kill or a full disk never leaves half a figure
@@ -62,7 +62,7 @@ def _save(fig: plt.Figure, out_dir: Path, stem: str) -> tuple[Path, Path]:
     return png, svg
 
 
-def _stem(protocol: str, fid: str) -> str:
+def figure_stem(protocol: str, fid: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in f"{protocol}-{fid}")
 
 
@@ -96,7 +96,7 @@ def eps_curves(layout: RunLayout, spec: FigureSpec, cells: dict[str, dict[str, A
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7, ncol=1, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(spec.title, fontsize=10)
-    png, svg = _save(fig, out_dir, _stem(layout.name, spec.id))
+    png, svg = save_figure(fig, out_dir, figure_stem(layout.name, spec.id))
     return Figure(layout.name, spec.id, spec.title, "eps_curves", png, svg, data)
 
 
@@ -113,7 +113,7 @@ def contributed_figure(layout: RunLayout, spec: FigureSpec, models: dict[str, di
     if ref is None:
         raise RobenchError(f"protocol '{layout.name}': figure '{spec.id}' has no dataset")
     fig = defense_class(layout, ref.type).summary_figure(spec.kind, panels, spec.title)
-    png, svg = _save(fig, out_dir, _stem(layout.name, spec.id))
+    png, svg = save_figure(fig, out_dir, figure_stem(layout.name, spec.id))
     return Figure(layout.name, spec.id, spec.title, spec.kind, png, svg, {"complete": all(found)})
 
 

@@ -22,6 +22,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from robench import __version__
+from robench.report.budgets import budget_figures, budget_tables
+from robench.report.corruptions import corruption_tables
 from robench.report.figures import Figure, build_figures
 from robench.report.flags import run_flags
 from robench.report.metrics import INTERVAL_DECIMALS, interval_text, widen
@@ -71,7 +73,9 @@ def build_report(store: ResultsStore, protocols: list[str] | None = None, figure
         cells = store.cells(layout.cell_ids())
         flags = run_flags(layout, cells)
         tables = [build_table(layout, spec, cells, models, flags) for spec in layout.tables]
-        figures = build_figures(layout, cells, models, figure_dir) if figure_dir is not None else []
+        tables += budget_tables(layout, cells) + corruption_tables(layout, cells)
+        figures = (build_figures(layout, cells, models, figure_dir) + budget_figures(layout, cells, figure_dir)
+                   if figure_dir is not None else [])
         out.append(ProtocolReport(layout.name, layout.description, layout.profile, tables, figures,
                                   check_claims(layout, tables), plausibility_rows(layout, cells)))
     return Report(out, store.location, figure_dir)
