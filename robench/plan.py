@@ -305,9 +305,7 @@ def _attacked_cell(model_id: str, variant: Variant, aid: str, scenario: str, eps
     entry = variant.attacks[aid]
     attacked = SCENARIOS[scenario]
     nominal = eps if isinstance(eps, dict) else dict.fromkeys(attacked, eps)
-    params = variant.threat.attack_kwargs(entry.attack, attacked, nominal[attacked[0]])
-    if isinstance(eps, dict):  # radii of their own per modality, each scaled like one eps
-        params["eps"] = {m: nominal[m] * variant.threat.scale[m] for m in attacked}
+    params = variant.threat.attack_kwargs(entry.attack, attacked, eps)
     _, attacked_ev_spec = _evaluation_specs(variant.evaluation)
     spec = {"format": CELL_FORMAT, "model": model_id, "scenario": scenario,
             "attack": component_identity(ATTACKS, Component(entry.attack.type, params)),

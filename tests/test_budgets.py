@@ -107,3 +107,13 @@ def test_a_grid_runs_and_reports_its_surface_exchange_and_figure(tmp_path: Path)
     grid_table = text.split("PGD grid: accuracy (%)", 1)[1]
     line = next(x for x in grid_table.splitlines() if x.startswith("| None |"))
     assert float(line.split("|")[7]) == pytest.approx(acc["none"], abs=0.006)
+
+
+def test_under_l2_a_grid_point_takes_each_modalitys_default_step_from_its_own_radius(tmp_path: Path) -> None:
+    path = _protocol(tmp_path, "threat: {norm: l2}\nbudgets:\n  g: {attack: pgd, rgb: [0.5], skeleton: [0.1]}\n")
+    path.write_text(path.read_text().replace("pgd: {type: pgd, label: PGD-2, steps: 2, step_size: 4/255}",
+                                             "pgd: {type: pgd, label: PGD-2, steps: 2}"))
+    plan = make_plan(load_protocol(str(path), ()))
+    cell = plan.cells[plan.grid_index[GridKey("synthetic", "none", 0, "g", 0.5, 0.1)]]
+    assert cell.attack_params["norm"] == "l2"
+    assert cell.attack_params["step_size"] == pytest.approx({"rgb": 0.125, "skeleton": 0.025})

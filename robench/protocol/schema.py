@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -165,9 +165,10 @@ class ThreatConfig:
         raise c.fail(path, value, " or ".join(cls.NORMS) + " (the threat model's ball: per-modality L-inf, or "
                      "per-clip L2 per modality)")
 
-    def attack_kwargs(self, attack: Component, modalities: Sequence[str], eps: float,
+    def attack_kwargs(self, attack: Component, modalities: Sequence[str], eps: float | Mapping[str, float],
                       evaluation: bool = True) -> dict[str, Any]:
-        """Constructor arguments of ``attack`` on ``modalities`` at nominal radius ``eps``, in input units.
+        """Constructor arguments of ``attack`` on ``modalities`` at nominal radius ``eps`` (one for every attacked
+        modality, or one per modality), in input units.
 
         eps and every parameter the attack lists in ``scaled_params`` (step sizes) are multiplied by
         each modality's ``scale``; bounds are added per attacked modality, and for an evaluation attack
@@ -185,7 +186,8 @@ class ThreatConfig:
             if name in params:
                 value = params[name]
                 params[name] = {m: float(value[m] if isinstance(value, dict) else value) * self.scale[m] for m in mods}
-        params.update(modalities=mods, eps={m: eps * self.scale[m] for m in mods},
+        nominal = {m: float(eps[m]) for m in mods} if isinstance(eps, Mapping) else dict.fromkeys(mods, float(eps))
+        params.update(modalities=mods, eps={m: nominal[m] * self.scale[m] for m in mods},
                       bounds={m: self.bounds[m] for m in mods})
         if evaluation and self.plausible is not None and "skeleton" in mods:
             if "plausible" not in signature_params(cls):
