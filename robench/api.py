@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -59,7 +59,7 @@ def _eps(value: float | str, what: str) -> float:
 
 def attack(name: str, scenario: str | Sequence[str] = "RS", eps: float | str | Mapping[str, float | str] = "8/255",
            *, skeleton_scale: float = 1.0, skeleton_bounds: tuple[float, float] | None = None,
-           plausible: Mapping[str, float] | None = None, **params: Any) -> Attack:
+           plausible: Mapping[str, float] | None = None, norm: str = "linf", **params: Any) -> Attack:
     """Build a registered attack on the inputs of ``scenario``, as a protocol cell builds it.
 
     Call the result on a batch, ``attack(model, inputs, labels)``: it returns adversarial inputs checked
@@ -81,6 +81,8 @@ def attack(name: str, scenario: str | Sequence[str] = "RS", eps: float | str | M
         plausible: keep adversarial skeletons plausible bodies: relative tolerances ``{bone, angle, velocity,
             acceleration}`` against the clean clip (``{}``: 0.01, 0.1, 0.1, 0.1; see
             :mod:`robench.attacks.plausible`), as a protocol's ``threat.skeleton.plausible``.
+        norm: ``"linf"`` (the paper's balls) or ``"l2"`` (an L2 ball per modality and clip, eps its radius in
+            the same units; a protocol's ``threat.norm``); not every attack implements L2.
         **params: the attack's parameters (``steps``, ``step_size``, ``restarts``, ...), as in a protocol;
             checked against its signature.
     """
@@ -100,14 +102,17 @@ def attack(name: str, scenario: str | Sequence[str] = "RS", eps: float | str | M
             limits = SkeletonLimits(**{k: float(v) for k, v in plausible.items()}).as_params()
         except (TypeError, ValueError) as exc:
             raise RobenchError(f"attack plausible={dict(plausible)}: {exc}") from None
+    if norm not in ThreatConfig.NORMS:
+        raise RobenchError(f"attack norm {norm!r}: allowed: {', '.join(ThreatConfig.NORMS)}")
+    ball: Literal["linf", "l2"] = "l2" if norm == "l2" else "linf"
     threat = ThreatConfig({"rgb": 1.0, "skeleton": _eps(skeleton_scale, "skeleton_scale")},
-                          {"rgb": (0.0, 1.0), "skeleton": skeleton_bounds}, limits)
+                          {"rgb": (0.0, 1.0), "skeleton": skeleton_bounds}, limits, ball)
     if isinstance(eps, Mapping):
         missing = [m for m in modalities if m not in eps]
         if missing:
             raise RobenchError(f"attack eps {dict(eps)}: no radius for {missing}")
-        kwargs = threat.attack_kwargs(Component(name, checked), modalities, 1.0)
-        kwargs["eps"] = {m: _eps(eps[m], f"eps[{m!r}]") * threat.scale[m] for m in modalities}
+        kwargs = threat.attack_kwargs(Component(name, checked), modalities,
+                                      {m: _eps(eps[m], f"eps[{m!r}]") for m in modalities})
     else:
         kwargs = threat.attack_kwargs(Component(name, checked), modalities, _eps(eps, "eps"))
     built: Attack = ATTACKS.build(name, **kwargs)
@@ -219,12 +224,17 @@ def load_model(track: str | None = None, entry: str | None = None, *, protocol: 
                defense: str | None = None, profile: str | None = None, dataset_id: str | None = None,
                seed: int | None = None, store: str | Path | None = None, cache: str | Path | None = None,
                device: str | None = None, train: bool = True, progress: str = "auto",
-               leaderboard: str | Path = "leaderboard") -> TwoStreamModel:
+               leaderboard: str | Path = "leaderboard", zoo: bool | str | Path = True) -> TwoStreamModel:
     """A trained robench model, in eval mode: a protocol row's (``protocol=``, ``defense=``) or a leaderboard
     entry's (``track``, ``entry``: the entry a record under ``leaderboard`` names).
 
-    A model in the cache is loaded; one that is not is trained as ``robench run`` would train it (and
-    cached), unless ``train`` is False. ``store`` and ``cache`` default as for ``robench run``.
+    A leaderboard entry whose weights are in the model zoo (:mod:`robench.zoo`: robench ships the synthetic
+    track's eight; ``zoo=`` a manifest file names others) is loaded from them: fetched once into the cache, their
+    SHA-256 checked before they are read, into the architecture the leaderboard evaluated; no network is needed
+    for the shipped ones. ``zoo=False`` skips the zoo, and so do ``seed=`` and a record under ``leaderboard`` of
+    another model under that entry id. Otherwise, a model in the cache is loaded; one that is not is trained as
+    ``robench run`` would train it (and cached), unless ``train`` is False. ``store`` and ``cache`` default as for
+    ``robench run``.
     """
     from robench.leaderboard.entry import OutsideModel, ProtocolModel, load_entry
     from robench.leaderboard.record import read_record
@@ -239,12 +249,18 @@ def load_model(track: str | None = None, entry: str | None = None, *, protocol: 
     if track is not None or entry is not None:
         if track is None or entry is None or protocol is not None:
             raise RobenchError("load_model: give a track and an entry, or protocol= and defense=")
+        from robench.zoo.load import load_zoo_model, zoo_for
+
+        in_zoo = zoo_for(track, entry, zoo, leaderboard) if seed is None else None  # another seed: not the record's
+        if in_zoo is not None:
+            zoo_cache = Path(cache) if cache is not None else default_cache(Path(store) if store is not None else None)
+            return load_zoo_model(track, in_zoo, device=device, cache=zoo_cache)
         record = read_record(Path(leaderboard) / track / f"{entry}.json")
         source = Path(record["entry"]["source"])
         found = load_entry(source if source.is_absolute() else Path(leaderboard) / source)
         if isinstance(found.model, OutsideModel):
             raise RobenchError(f"entry {entry} of track {track} is an outside model: build it from its plugins and "
-                               f"load {found.model.weights} (the zoo of shipped weights is not here yet)")
+                               f"load {found.model.weights}, or list it in a zoo manifest (load_model(..., zoo=FILE))")
         if not isinstance(found.model, ProtocolModel):
             raise RobenchError(f"entry {entry} of track {track} has no model robench can load")
         protocol, defense = found.model.protocol, found.model.defense
@@ -284,15 +300,21 @@ class TrackResult:
 
     def accuracy(self, column: str = "worst") -> float:
         """Accuracy in percent: ``clean``, ``R``, ``S``, ``RS`` (worst case over the track's attacks), or
-        ``worst`` (the ranking column)."""
+        ``worst`` (the ranking column: on a corruption track, ``mean`` over corruptions and severities)."""
+        from robench.leaderboard.record import ranking_of
+
+        if column == "worst":
+            return ranking_of(self.record)[0]
         return float(self.record["results"][column]["accuracy"])
 
     def per_clip(self, column: str = "worst") -> np.ndarray:
-        """bool ``[n]``: which evaluated clips the model classifies correctly under every attack of ``column``."""
-        from robench.leaderboard.record import bits_of, columns_of
+        """bool ``[n]``: which evaluated clips the model classifies correctly under every attack of ``column``
+        (``worst``: the ranking's outcomes; on a corruption track every (clip, corruption, severity), pooled)."""
+        from robench.leaderboard.record import bits_of, columns_of, ranking_of
 
-        columns = columns_of(*bits_of(self.record)[:2])
-        return columns[self.record["track"]["rank_by"] if column == "worst" else column]
+        if column == "worst":
+            return ranking_of(self.record)[1]
+        return columns_of(*bits_of(self.record)[:2])[column]
 
     @property
     def flags(self) -> list[dict[str, Any]]:
@@ -512,7 +534,7 @@ def _variant(source: Any, dataset_id: str | None) -> Any:
     if isinstance(source, Track):
         data = {"name": f"track/{source.name}", "dataset": source.dataset, "model": {"skeleton": {"backbone": "hcn"}},
                 "defenses": {"none": {}}, "attacks": {}, "scenarios": ["clean"], "eps": [0],
-                "evaluation": source.data["evaluation"], "threat": source.data["threat"]}
+                "evaluation": source.data["evaluation"], "threat": source.data.get("threat", {})}
         source = _validate(data, f"track {source.name}")
     variants = source.variants
     if dataset_id is None and len(variants) > 1:

@@ -11,6 +11,7 @@
     robench leaderboard add ENTRY --track NAME [--reported-only] [--root leaderboard]
     robench leaderboard verify RECORD
     robench leaderboard render --format html|markdown|latex|csv|bibtex [--track NAME] [--out PATH]
+    robench leaderboard get TRACK ENTRY [--out FILE]
 
 The results store is ``--store``, else ``$ROBENCH_STORE``, else ``results/robench.sqlite``; trained
 models and generated data are cached under ``--cache``, else ``$ROBENCH_CACHE``, else a ``cache``
@@ -46,7 +47,7 @@ if TYPE_CHECKING:  # the commands import these where they use them, so that the 
     from robench.train.cache import ModelCache
 
 
-LIST_KINDS = ("defenses", "attacks", "datasets", "backbones", "protocols")
+LIST_KINDS = ("defenses", "attacks", "datasets", "backbones", "corruptions", "protocols", "tracks")
 
 # wide tables when writing to a file or pipe; the terminal's width otherwise
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
@@ -254,6 +255,16 @@ def cmd_list(args: argparse.Namespace) -> int:
             table.add_row(name, desc[0] if desc else "")
         out.print(table)
         return 0
+    if args.kind == "tracks":
+        from robench.leaderboard.tracks import bundled_tracks, load_track
+
+        table = Table(title="leaderboard tracks (bundled; name them with --track)")
+        table.add_column("name")
+        table.add_column("title")
+        for name in bundled_tracks():
+            table.add_row(name, load_track(name).title)
+        out.print(table)
+        return 0
     from robench.registry import REGISTRIES, load_builtins
 
     load_builtins()
@@ -324,6 +335,13 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from robench.leaderboard import commands
     from robench.runtime import select_device
 
+    if args.action == "get":
+        from robench.zoo.get import get
+
+        fetched = get(args.track, args.entry, _cache_dir(args), Path(args.out) if args.out else None, args.zoo)
+        for line in fetched.lines():
+            out.print(escape(line))
+        return 0
     root = Path(args.root)
     if args.action == "render":
         for path in commands.render_tracks(root, args.format, args.track, Path(args.out) if args.out else None):
@@ -452,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = lsub.add_parser("add", help="evaluate an entry on a track and write its record")
     q.add_argument("entry", help="the entry file (YAML or JSON)")
-    q.add_argument("--track", required=True, help="a bundled track (synthetic, ntu60-xsub, imigue) or a track file")
+    q.add_argument("--track", required=True, help="a bundled track (robench list tracks) or a track file")
     q.add_argument("--reported-only", action="store_true",
                    help="write an unverified record of the entry's reported numbers, evaluating nothing")
     where_args(q)
@@ -467,6 +485,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--track", help="only this track (default: every track with records)")
     q.add_argument("--out", help="write here instead of <root>/<track>/<default file>")
     q.add_argument("--root", default="leaderboard", help="the leaderboard folder (default leaderboard)")
+    q = lsub.add_parser("get", help="fetch and verify an entry's weights from the model zoo; say how to load them")
+    q.add_argument("track", help="a track with zoo weights (synthetic ships them)")
+    q.add_argument("entry", help="the entry id, e.g. amr")
+    q.add_argument("--out", help="also copy the verified weights file here")
+    q.add_argument("--zoo", help="a zoo manifest file (default: the one robench ships for the track)")
+    store_args(q)
+    q.add_argument("--cache", help="where downloads are kept (default $ROBENCH_CACHE or <store folder>/cache)")
     p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("validate", help="check a protocol (keys, types, components, plan) without running it")

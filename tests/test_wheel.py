@@ -78,7 +78,8 @@ def test_the_wheel_and_the_sdist_hold_the_package_and_its_data(dist: Path) -> No
     for needed in ("robench/cluster/slurm.py", "robench/attacks/apgd.py", "robench/defenses/amr.py",
                    "robench/protocols/quickstart.yaml", "robench/protocols/synthetic/defenses.yaml",
                    "robench/leaderboard/tracks/synthetic.yaml", "robench/report/templates/report.md.j2",
-                   "robench/models/weights/i3d-synthetic.pt", "robench/models/weights/i3d-synthetic.json"):
+                   "robench/models/weights/i3d-synthetic.pt", "robench/models/weights/i3d-synthetic.json",
+                   "robench/zoo/weights/synthetic/manifest.json", "robench/zoo/weights/synthetic/amr.safetensors"):
         assert needed in names, needed
     assert not [n for n in names if n.startswith(("tests/", "examples/", "benchmarks/", "docs/"))]
     metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
@@ -110,6 +111,8 @@ def test_the_installed_wheel_runs_from_any_folder(venv: Path, tmp_path: Path) ->
     board = _robench(venv, work, "leaderboard", "render", "--format", "markdown", "--track", "synthetic",
                      "--root", str(REPO / "leaderboard"), "--out", str(work / "board.md"))
     assert board.returncode == 0 and "AMR" in (work / "board.md").read_text(), board.stderr[-2000:]
+    zoo = _robench(venv, work, "leaderboard", "get", "synthetic", "amr")  # the shipped weights, no network
+    assert zoo.returncode == 0 and "(verified)" in zoo.stdout and str(venv.parent) in zoo.stdout, zoo.stderr[-2000:]
     for command in (("store", "merge", "--help"), ("slurm", "--help"), ("prepare", "--help"),
                     ("list", "protocols")):
         done = _robench(venv, work, *command)
