@@ -13,16 +13,18 @@ import torch
 from robench import __version__
 from robench.errors import RobenchError
 from robench.files import atomic_write
-from robench.leaderboard.entry import load_entry
+from robench.leaderboard.entry import Entry, load_entry
 from robench.leaderboard.evaluate import (
     build_record,
+    entry_files,
     evaluate_entry,
+    model_code_errors,
     relative_source,
     reported_record,
     run_entry,
 )
 from robench.leaderboard.names import check_name, inside
-from robench.leaderboard.record import bits_of, read_record, write_record
+from robench.leaderboard.record import CORRUPTION_KIND, bits_of, corruption_bits_of, kind_of, read_record, write_record
 from robench.leaderboard.render import FORMATS, board, render
 from robench.leaderboard.tracks import Track, bundled_tracks, load_track
 from robench.progress import Progress
@@ -89,8 +91,11 @@ class Verification:
 
 
 def compare_bits(record: dict[str, Any], fresh: dict[str, Any], where: str) -> list[str]:
-    """``"<cell>: k of n clips differ"`` for every cell (clean, each attack and scenario, each AutoAttack member)
-    whose per-clip results differ between a stored record and a fresh evaluation of its entry."""
+    """``"<cell>: k of n clips differ"`` for every cell (clean, each attack and scenario, each AutoAttack member;
+    on a corruption track, each corruption at each severity) whose per-clip results differ between a stored record
+    and a fresh evaluation of its entry."""
+    if kind_of(record) == CORRUPTION_KIND or kind_of(fresh) == CORRUPTION_KIND:
+        return _compare_corruption_bits(record, fresh, where)
     old_clean, old_attacks, old_members = bits_of(record, where)
     new_clean, new_attacks, new_members = bits_of(fresh, "the fresh evaluation")
     pairs: list[tuple[str, np.ndarray | None, np.ndarray | None]] = [("clean", old_clean, new_clean)]
@@ -102,6 +107,23 @@ def compare_bits(record: dict[str, Any], fresh: dict[str, Any], where: str) -> l
             old_m, new_m = old_members.get(a, {}).get(m, {}), new_members.get(a, {}).get(m, {})
             for sc in sorted(set(old_m) | set(new_m)):
                 pairs.append((f"{a}@{m} on {sc}", old_m.get(sc), new_m.get(sc)))
+    return _differing(pairs)
+
+
+def _compare_corruption_bits(record: dict[str, Any], fresh: dict[str, Any], where: str) -> list[str]:
+    """:func:`compare_bits` for a corruption track's records: the clean cell and every (corruption, severity) cell."""
+    if kind_of(record) != kind_of(fresh):
+        return [f"the record is of a {kind_of(record)} track, the fresh evaluation of a {kind_of(fresh)} track"]
+    old_clean, old_cells = corruption_bits_of(record, where)
+    new_clean, new_cells = corruption_bits_of(fresh, "the fresh evaluation")
+    pairs: list[tuple[str, np.ndarray | None, np.ndarray | None]] = [("clean", old_clean, new_clean)]
+    for c in sorted(set(old_cells) | set(new_cells)):
+        for sev in sorted(set(old_cells.get(c, {})) | set(new_cells.get(c, {}))):
+            pairs.append((f"{c} at severity {sev}", old_cells.get(c, {}).get(sev), new_cells.get(c, {}).get(sev)))
+    return _differing(pairs)
+
+
+def _differing(pairs: list[tuple[str, np.ndarray | None, np.ndarray | None]]) -> list[str]:
     out = []
     for name, old, new in pairs:
         if old is None or new is None:
@@ -113,11 +135,59 @@ def compare_bits(record: dict[str, Any], fresh: dict[str, Any], where: str) -> l
     return out
 
 
+def entry_of(record: dict[str, Any], path: Path) -> Path:
+    """The entry file a record was made from: ``entry.source`` relative to the leaderboard folder the record lies
+    in (``<root>/<track>/<id>.json``), or an absolute path (records of robench before portable records, for an
+    entry outside that folder). Missing, a :class:`RobenchError` saying where it was looked for and why."""
+    source = str(record["entry"].get("source") or "")
+    root = path.parent.parent
+    if source.startswith("python object "):
+        raise RobenchError(f"record {path} is of a model object handed to robench.evaluate ({source}): there is no "
+                           "entry file to re-evaluate; evaluate the object again with robench.evaluate")
+    if not source:
+        raise RobenchError(f"record {path}: key 'entry.source' is empty: it does not say which entry file it was "
+                           "made from; make it again with robench leaderboard add")
+    given = Path(source)
+    found = given if given.is_absolute() else root / given
+    if not found.is_file():
+        if given.is_absolute():
+            raise RobenchError(f"record {path} names its entry by the absolute path {source} (a record of an older "
+                               "robench, made on another machine or before the files moved), which does not exist "
+                               "here; put the entry file there, or add the entry again (robench leaderboard add) to "
+                               "get a record that names it relative to the leaderboard folder")
+        raise RobenchError(f"record {path}: its entry file {source} (relative to the leaderboard folder {root}) does "
+                           f"not exist ({found}); entries move with the leaderboard folder: keep the entry at the "
+                           "same place relative to it")
+    return found
+
+
+def changed_files(record: dict[str, Any], entry: Entry) -> list[str]:
+    """The entry's files whose content is not the one the record was made from (``provenance.files``, by digest;
+    plugins compared by content, whatever their names; nothing to compare for a record without it)."""
+    stored = record["provenance"].get("files")
+    if not isinstance(stored, dict) or not stored:
+        return []
+    now = entry_files(entry)
+    out = []
+    if stored.get("weights") != now.get("weights"):
+        out.append(f"weights: {str(stored.get('weights'))[:19]}… in the record, {str(now.get('weights'))[:19]}… "
+                   "now (another weights file)")
+    old_plugins, new_plugins = dict(stored.get("plugins") or {}), dict(now.get("plugins") or {})
+    if sorted(map(str, old_plugins.values())) != sorted(map(str, new_plugins.values())):
+        known = set(map(str, old_plugins.values()))
+        changed = [name for name, digest in new_plugins.items() if digest not in known] or ["(one fewer)"]
+        out.append(f"plugins: {', '.join(changed)}: not the code the record was made with")
+    return out
+
+
 def verify(record_path_: str, where: Where, track_file: str | None = None, stamp: bool = True) -> Verification:
     """Re-evaluate a record's entry from scratch (a temporary results store; trained models may come from the
     cache) and compare every cell's per-clip results with the record's, clip by clip: a stored digest is never
-    trusted over the recomputation. The track is the bundled one the record names, or ``track_file``. When
-    every clip agrees and ``stamp`` is set, the record's ``verification`` says when and with which robench."""
+    trusted over the recomputation. The track is the bundled one the record names, or ``track_file``. The entry
+    file is found relative to the leaderboard folder the record lies in (:func:`entry_of`); an outside model's
+    weights or plugins that are not the files the record was made from (by digest) are named without evaluating
+    anything. When every clip agrees and ``stamp`` is set, the record's ``verification`` says when and with which
+    robench."""
     path = Path(record_path_).resolve()
     record = read_record(path)
     if record["status"] != "verified":
@@ -129,10 +199,11 @@ def verify(record_path_: str, where: Where, track_file: str | None = None, stamp
     if track.digest != record["track"]["digest"]:
         raise RobenchError(f"record {path} was made for track {track.name} v{record['track']['version']}; the "
                            f"bundled track is v{track.version} (another digest): run robench leaderboard add again")
-    source = Path(record["entry"]["source"])
-    root = path.parent.parent
-    entry = load_entry(source if source.is_absolute() else root / source)
-    with tempfile.TemporaryDirectory(prefix="robench-verify-") as tmp, Progress(where.progress) as progress:
+    entry = load_entry(entry_of(record, path))
+    if changed := changed_files(record, entry):
+        return Verification(path, False, changed)
+    with model_code_errors(entry), tempfile.TemporaryDirectory(prefix="robench-verify-") as tmp, \
+            Progress(where.progress) as progress:
         ev = run_entry(entry, track, ResultsStore(Path(tmp) / "verify.sqlite"), ModelCache(where.cache),
                        where.cache / "data", where.device, progress)
         fresh = build_record(entry, track, ev, where.device, record["entry"]["source"])

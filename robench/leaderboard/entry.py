@@ -43,8 +43,8 @@ from robench.models.provided import ProvidedModel
 
 #: version of the entry schema this robench reads
 ENTRY_SCHEMA = 1
-#: scenario keys of ``reported`` numbers
-REPORTED_KEYS = ("clean", "R", "S", "RS", "avg", "ri", "worst")
+#: keys of ``reported`` numbers: the scenarios of an attack track, and a corruption track's ``mean``
+REPORTED_KEYS = ("clean", "R", "S", "RS", "avg", "ri", "worst", "mean")
 _REQUIRED: dict[str, type] = {"name": str, "authors": list, "architecture": str, "defense": str, "model": dict}
 _OPTIONAL: dict[str, type] = {
     "schema": int, "id": str, "paper": str, "venue": str, "extra_data": str, "forward_passes": int,

@@ -4,21 +4,36 @@ Every verified entry of a track is evaluated on the same clips, so two neighbour
 compared clip by clip. McNemar's exact test looks only at the discordant clips: ``b`` clips the upper
 entry gets right and the lower one wrong, ``c`` the other way round; under "equally robust" each
 discordant clip is a fair coin, so the two-sided p-value is ``min(1, 2 P[Binomial(b + c, 1/2) <= min(b,
-c)])``. Entries are sorted by the track's ranking column (the worst case on RS); walking down, a new
+c)])``, computed exactly in integers (a corruption track compares thousands of pooled outcomes). Entries are
+sorted by the track's ranking column (the worst case on RS, or a corruption track's Mean over its pooled
+(clip, corruption, severity) outcomes: :func:`robench.leaderboard.record.pooled`); walking down, a new
 rank starts where a neighbour differs at ``alpha`` (5%), and entries that do not differ share the rank
-of the first of their group (shown ``2=``). Flagged entries are ranked like the others, by their worst
-case, and marked. Unverified entries (reported numbers only) are listed after, unranked.
+of the first of their group (shown ``2=``). Only reliable entries are ranked: an entry with a sanity flag
+saying its numbers may overstate its robustness (a random forward pass, probability outputs, vanishing
+gradients, ...: :func:`doubtful`) is listed after the ranked ones, without a rank, and never shares a rank
+with one; a flag that describes the model without doubting its numbers (:data:`INFORMATIVE_FLAGS`) only
+marks it. Unverified entries (reported numbers only) are listed last, unranked.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 #: significance level of the neighbour tests
 ALPHA = 0.05
+#: flags that describe a model without doubting its measured numbers (it ignores one input: its robustness is
+#: measured correctly, it just is not multimodal); every other flag, known or not, keeps an entry out of the ranking
+INFORMATIVE_FLAGS = frozenset({"ignores-input"})
+
+
+def doubtful(flags: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The codes of ``flags`` (a record's) that put its numbers in doubt, each once, in order: an entry with any is
+    not ranked."""
+    return list(dict.fromkeys(str(f.get("code")) for f in flags if str(f.get("code")) not in INFORMATIVE_FLAGS))
 
 
 def mcnemar_exact(upper: np.ndarray, lower: np.ndarray) -> tuple[float, int, int]:
@@ -30,8 +45,13 @@ def mcnemar_exact(upper: np.ndarray, lower: np.ndarray) -> tuple[float, int, int
     n, k = b + c, min(b, c)
     if n == 0:
         return 1.0, b, c
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0 ** n
-    return min(1.0, 2.0 * tail), b, c
+    # exact in integers, one rounding at the end: 2.0 ** n overflows a float beyond n = 1023 discordant outcomes
+    # (a corruption track pools every (clip, corruption, severity): thousands)
+    term = tail = 1
+    for i in range(1, k + 1):
+        term = term * (n - i + 1) // i
+        tail += term
+    return min(1.0, 2 * tail / (1 << n)), b, c
 
 
 @dataclass(frozen=True)

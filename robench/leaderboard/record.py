@@ -19,6 +19,17 @@ A record (``leaderboard/<track>/<entry id>.json``, schema :data:`RECORD_SCHEMA`)
 - ``seal``: the SHA-256 of the rest of the record in canonical JSON, or its HMAC-SHA256 with the key in
   ``$ROBENCH_RECORD_KEY``.
 
+A record of an attack track under the plausible-skeleton threat model says so in ``track.plausible`` (the
+limits every skeleton attack kept to). A record of a **corruption track** (``track.kind: corruptions``)
+has, instead of the attacked columns: ``track.corruptions`` (the severities, and each corruption's family,
+input and whether it is graded); ``results.clean``; ``results.corruptions`` (per corruption, the summary at
+each evaluated severity and ``accuracy``, the mean over the track's severities); ``results.families`` (the
+mean of each family's corruptions); ``results.mean`` (``accuracy``, ``correct``, ``n`` over every (clip,
+corruption, severity) outcome: the ranking column, equal to the mean of the per-corruption accuracies; no
+interval, as these outcomes are not independent draws); and ``per_sample.corruptions`` (the per-clip
+results per corruption and severity). A corruption with one level (a missing input, a person swap) is
+evaluated once, at the first severity, and counted at every severity (:func:`expand`).
+
 Reading a record (:func:`read_record`) checks all of it: the structure and types, the seal, and then
 every number against what the per-clip results give (:func:`check_numbers`). A record whose numbers
 disagree with its own bits, or that was edited after robench wrote it, is refused with the field
@@ -51,6 +62,8 @@ from robench.store import pack_bits, unpack_bits
 RECORD_SCHEMA = 2
 STATUSES = ("verified", "unverified")
 COLUMNS = ("clean", "R", "S", "RS")
+#: ``track.kind`` of a corruption track's records (absent from attack tracks' records)
+CORRUPTION_KIND = "corruptions"
 #: the environment variable holding the key of keyed seals
 KEY_VARIABLE = "ROBENCH_RECORD_KEY"
 _TOP: dict[str, type | tuple[type, ...]] = {
@@ -110,7 +123,26 @@ def validate_structure(data: Any, where: str) -> dict[str, Any]:
         value = data["entry"].get(key)
         if value is not None and (not isinstance(value, str) or any(ord(ch) < 32 for ch in value)):
             raise _fail(where, f"entry.{key}", value, "a string without control characters")
-    if data["status"] == "verified":
+    # what pages show: the right types, so that rendering a record crafted by hand is an error, not a traceback
+    authors = data["entry"]["authors"]
+    if not isinstance(authors, list) or not all(isinstance(a, str) for a in authors):
+        raise _fail(where, "entry.authors", authors, "a list of author names")
+    for key in ("paper", "venue", "extra_data", "footnote", "source"):
+        if not isinstance(data["entry"].get(key), (str, type(None))):
+            raise _fail(where, f"entry.{key}", data["entry"][key], "null or a string")
+    passes = data["entry"].get("forward_passes", 1)
+    if not isinstance(passes, int) or isinstance(passes, bool) or passes < 1:
+        raise _fail(where, "entry.forward_passes", passes, "an integer >= 1")
+    for key, value in data["reported"].items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise _fail(where, f"reported.{key}", value, "a number (percent)")
+    for i, flag in enumerate(data["flags"]):
+        if not isinstance(flag, dict) or not isinstance(flag.get("code"), str) or not all(
+                isinstance(flag.get(k), (str, type(None))) for k in ("message", "cell", "where")):
+            raise _fail(where, f"flags[{i}]", flag, "{code, message, cell, where} (strings)")
+    if data["status"] == "verified" and kind_of(data) == CORRUPTION_KIND:
+        _corruption_structure(data, where)
+    elif data["status"] == "verified":
         for col in (*COLUMNS, "worst"):
             cell = data["results"].get(col)
             if not isinstance(cell, dict):
@@ -286,6 +318,9 @@ def check_numbers(record: dict[str, Any], where: str) -> None:
     naming the first field that disagrees (see the module docstring)."""
     if record["status"] != "verified":
         return
+    if kind_of(record) == CORRUPTION_KIND:
+        check_corruption_numbers(record, where)
+        return
     clean, attacks, members = bits_of(record, where)
     res = record["results"]
     for a, per in attacks.items():
@@ -341,6 +376,193 @@ def check_numbers(record: dict[str, Any], where: str) -> None:
             _check_summary(_mapping(shown_members[m], where, f"results.autoattack.{m}").get(s), bits, where,
                            f"results.autoattack.{m}.{s}")
     if record["per_sample_digest"] != digest_of_bits(clean, attacks, float(record["track"]["eps"])):
+        raise RecordError(f"record {where}: key 'per_sample_digest': it is not the digest of the record's per-clip "
+                          "results; the record was edited or damaged")
+
+
+# -- corruption tracks -------------------------------------------------------------------------------
+
+#: per corruption, per severity: per-clip results
+CorruptionBits = dict[str, dict[int, np.ndarray]]
+
+
+def kind_of(record: dict[str, Any]) -> str:
+    """``attacks`` or ``corruptions``: the kind of track a record is of (records without ``track.kind``: attacks)."""
+    return str(record["track"].get("kind") or "attacks")
+
+
+def expand(corrupted: CorruptionBits, graded: dict[str, bool], severities: list[int]) -> CorruptionBits:
+    """Every corruption at every severity: a one-level corruption (``graded`` False), evaluated once at the first
+    severity, stands for each of them."""
+    return {c: ({s: per[s] for s in severities} if graded[c] else dict.fromkeys(severities, per[severities[0]]))
+            for c, per in corrupted.items()}
+
+
+def pooled(corrupted: CorruptionBits, graded: dict[str, bool], severities: list[int]) -> np.ndarray:
+    """Every (clip, corruption, severity) outcome of a corruption track in one vector, one-level corruptions repeated
+    at every severity (:func:`expand`), in a fixed order (corruptions by name, severities increasing, clips): its
+    mean is the track's Mean, and it is what neighbours are compared on. The outcomes are not independent draws (the
+    same clips under every corruption and severity), so a paired test on them is optimistic."""
+    full = expand(corrupted, graded, severities)
+    arrays = [full[c][s] for c in sorted(full) for s in severities]
+    return np.concatenate(arrays) if arrays else np.zeros(0, dtype=bool)
+
+
+def _mean(values: list[float]) -> float:
+    return float(sum(values) / len(values)) if values else float("nan")
+
+
+def corruption_results(clean: np.ndarray, corrupted: CorruptionBits, info: dict[str, dict[str, Any]],
+                       severities: list[int]) -> dict[str, Any]:
+    """A corruption record's ``results`` (all but ``reliance``) from its per-clip results; ``info`` is
+    ``track.corruptions.types`` (each corruption's ``family`` and ``graded``)."""
+    graded = {c: bool(info[c]["graded"]) for c in corrupted}
+    full = expand(corrupted, graded, severities)
+    accuracy = {c: _mean([summary(full[c][s])["accuracy"] for s in severities]) for c in sorted(corrupted)}
+    per = {c: {"accuracy": accuracy[c],
+               "severities": {str(s): summary(bits) for s, bits in sorted(corrupted[c].items())}}
+           for c in sorted(corrupted)}
+    families: dict[str, list[float]] = {}
+    for c in sorted(corrupted):
+        families.setdefault(str(info[c]["family"]), []).append(accuracy[c])
+    everything = pooled(corrupted, graded, severities)
+    correct, n = int(everything.sum()), int(everything.size)
+    return {"clean": summary(clean), "corruptions": per, "families": {f: _mean(v) for f, v in sorted(families.items())},
+            "mean": {"accuracy": 100.0 * correct / n if n else float("nan"), "correct": correct, "n": n}}
+
+
+def corruption_per_sample(clean: np.ndarray, corrupted: CorruptionBits) -> dict[str, Any]:
+    """A corruption record's ``per_sample`` (the inverse of :func:`corruption_bits_of`)."""
+    return {"clean": encode_bits(clean),
+            "corruptions": {c: {str(s): encode_bits(b) for s, b in sorted(per.items())}
+                            for c, per in sorted(corrupted.items())}}
+
+
+def digest_of_corruption_bits(clean: np.ndarray, corrupted: CorruptionBits) -> str:
+    """SHA-256 over the clean cell's and every (corruption, severity) cell's per-clip bits, in a fixed order."""
+    h = hashlib.sha256()
+    cells = [("clean", 0, clean)] + [(c, s, b) for c, per in corrupted.items() for s, b in per.items()]
+    for name, severity, bits in sorted(cells, key=lambda x: (x[0] != "clean", x[0], x[1])):
+        h.update(json.dumps(["corruption" if name != "clean" else "clean", name, severity, int(bits.size)]).encode())
+        h.update(pack_bits(bits))
+    return "sha256:" + h.hexdigest()
+
+
+def corruption_bits_of(record: dict[str, Any], where: str = "") -> tuple[np.ndarray, CorruptionBits]:
+    """A verified corruption record's per-clip results: ``(clean, {corruption: {severity: bits}})``, as evaluated
+    (a one-level corruption at one severity)."""
+    n = int(record["results"]["clean"]["n"])
+    ps = record["per_sample"]
+    clean = decode_bits(ps["clean"], n, where, "per_sample.clean")
+    corrupted: CorruptionBits = {}
+    for c, per in _mapping(ps["corruptions"], where, "per_sample.corruptions").items():
+        for s, text in _mapping(per, where, f"per_sample.corruptions.{c}").items():
+            if not (isinstance(s, str) and s.isdigit()):
+                raise _fail(where, f"per_sample.corruptions.{c}", s, "severities 1 to 5")
+            corrupted.setdefault(c, {})[int(s)] = decode_bits(text, n, where, f"per_sample.corruptions.{c}.{s}")
+    return clean, corrupted
+
+
+def corruption_track_info(record: dict[str, Any]) -> tuple[list[int], dict[str, dict[str, Any]]]:
+    """``(severities, {corruption: {family, modality, graded}})`` of a corruption record's track."""
+    spec = record["track"]["corruptions"]
+    return [int(s) for s in spec["severities"]], dict(spec["types"])
+
+
+def ranking_of(record: dict[str, Any], where: str = "") -> tuple[float, np.ndarray]:
+    """A verified record's ranking score (percent) and the per-outcome results neighbours are compared on: the
+    worst case on ``rank_by`` per clip, or for a corruption track its Mean and every pooled (clip, corruption,
+    severity) outcome (:func:`pooled`)."""
+    if kind_of(record) == CORRUPTION_KIND:
+        severities, info = corruption_track_info(record)
+        _, corrupted = corruption_bits_of(record, where)
+        graded = {c: bool(info[c]["graded"]) for c in corrupted}
+        return float(record["results"]["mean"]["accuracy"]), pooled(corrupted, graded, severities)
+    return (float(record["results"]["worst"]["accuracy"]),
+            columns_of(*bits_of(record, where)[:2])[record["track"]["rank_by"]])
+
+
+def _corruption_structure(data: dict[str, Any], where: str) -> None:
+    """The keys and types of a verified corruption record (see the module docstring)."""
+    if data["track"].get("rank_by") != CORRUPTION_KIND:
+        raise _fail(where, "track.rank_by", data["track"].get("rank_by"), CORRUPTION_KIND)
+    spec = data["track"].get("corruptions")
+    if not isinstance(spec, dict) or not isinstance(spec.get("severities"), list) or not spec["severities"] or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= 5 for s in spec["severities"]) \
+            or spec["severities"] != sorted(set(spec["severities"])):
+        raise _fail(where, "track.corruptions.severities", (spec or {}).get("severities") if isinstance(spec, dict)
+                    else spec, "distinct severities from 1 to 5, increasing")
+    types = spec.get("types")
+    if not isinstance(types, dict) or not types:
+        raise _fail(where, "track.corruptions.types", types, "corruption name -> {family, modality, graded}")
+    for c, info in types.items():
+        if not isinstance(info, dict) or not isinstance(info.get("family"), str) or not isinstance(
+                info.get("graded"), bool) or not isinstance(info.get("modality"), str):
+            raise _fail(where, f"track.corruptions.types.{c}", info, "{family, modality, graded}")
+    results = data["results"]
+    cell = results.get("clean")
+    if not isinstance(cell, dict):
+        raise _fail(where, "results.clean", cell, "{accuracy, correct, n, interval}")
+    for key, kind in _ACCURACY.items():
+        if not isinstance(cell.get(key), kind) or isinstance(cell.get(key), bool):
+            raise _fail(where, f"results.clean.{key}", cell.get(key), _type_name(kind))
+    mean = results.get("mean")
+    if not isinstance(mean, dict) or not all(isinstance(mean.get(k), kind) and not isinstance(mean.get(k), bool)
+                                             for k, kind in (("accuracy", (int, float)), ("correct", int), ("n", int))):
+        raise _fail(where, "results.mean", mean, "{accuracy, correct, n}")
+    for key in ("corruptions", "families"):
+        if not isinstance(results.get(key), dict):
+            raise _fail(where, f"results.{key}", results.get(key), "a mapping")
+    for key, kind in (("clean", str), ("corruptions", dict)):
+        if not isinstance(data["per_sample"].get(key), kind):
+            raise _fail(where, f"per_sample.{key}", data["per_sample"].get(key),
+                        f"{_type_name(kind)} (base64 bit-packed per-clip results)")
+    if not isinstance(data["per_sample_digest"], str):
+        raise _fail(where, "per_sample_digest", data["per_sample_digest"], "sha256:<hex> of the per-clip results")
+
+
+def check_corruption_numbers(record: dict[str, Any], where: str) -> None:
+    """Recompute every number a verified corruption record shows from its per-clip results (see the module
+    docstring); raise :class:`RecordError` naming the first field that disagrees."""
+    severities, info = corruption_track_info(record)
+    clean, corrupted = corruption_bits_of(record, where)
+    if set(corrupted) != set(info):
+        raise _fail(where, "per_sample.corruptions", sorted(corrupted), f"one entry per corruption: {sorted(info)}")
+    for c, per in corrupted.items():
+        expected = severities if info[c]["graded"] else severities[:1]
+        if sorted(per) != expected:
+            raise _fail(where, f"per_sample.corruptions.{c}", sorted(per), f"severities {expected}"
+                        + ("" if info[c]["graded"] else " (one level: evaluated once, counted at every severity)"))
+    res = record["results"]
+    _check_summary(res.get("clean"), clean, where, "results.clean")
+    expected_res = corruption_results(clean, corrupted, info, severities)
+    shown = _mapping(res.get("corruptions"), where, "results.corruptions")
+    if set(shown) != set(corrupted):
+        raise _fail(where, "results.corruptions", sorted(shown), f"one entry per corruption: {sorted(corrupted)}")
+    for c, per in corrupted.items():
+        entry = _mapping(shown[c], where, f"results.corruptions.{c}")
+        levels = _mapping(entry.get("severities"), where, f"results.corruptions.{c}.severities")
+        if set(levels) != {str(s) for s in per}:
+            raise _fail(where, f"results.corruptions.{c}.severities", sorted(levels),
+                        ", ".join(sorted(map(str, per))))
+        for s, bits in per.items():
+            _check_summary(levels[str(s)], bits, where, f"results.corruptions.{c}.severities.{s}")
+        if not _same(entry.get("accuracy"), expected_res["corruptions"][c]["accuracy"]):
+            raise RecordError(f"record {where}: key 'results.corruptions.{c}.accuracy': found "
+                              f"{entry.get('accuracy')!r}, but the mean over the track's severities of its per-clip "
+                              "results is another number; the record was edited or damaged")
+    families = _mapping(res.get("families"), where, "results.families")
+    if set(families) != set(expected_res["families"]) or not all(
+            _same(families[f], v) for f, v in expected_res["families"].items()):
+        raise RecordError(f"record {where}: key 'results.families': found {json.dumps(families)[:80]}, but the means "
+                          "of each family's corruptions are other numbers; the record was edited or damaged")
+    mean = res["mean"]
+    for key in ("n", "correct", "accuracy"):
+        if not _same(mean.get(key), expected_res["mean"][key]):
+            raise RecordError(f"record {where}: key 'results.mean.{key}': found {mean.get(key)!r}, but the record's "
+                              f"own per-clip results give {expected_res['mean'][key]!r}; the record was edited or "
+                              "damaged")
+    if record["per_sample_digest"] != digest_of_corruption_bits(clean, corrupted):
         raise RecordError(f"record {where}: key 'per_sample_digest': it is not the digest of the record's per-clip "
                           "results; the record was edited or damaged")
 

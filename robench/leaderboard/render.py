@@ -1,8 +1,20 @@
 """Render a track's records: HTML (one self-contained, sortable, filterable page), markdown, LaTeX, CSV, BibTeX.
 
-Rows come from :func:`board`: verified records ranked by the track's ranking column with paired tests
-(:mod:`robench.leaderboard.ranking`), then unverified ones (reported numbers only, unranked). Records
-made for another version of the track are left out and named in the notes.
+Rows come from :func:`board`: reliable verified records ranked by the track's ranking column with paired
+tests (:mod:`robench.leaderboard.ranking`), then verified records whose sanity flags doubt their numbers
+(listed without a rank, whatever their numbers), then unverified ones (reported numbers only, unranked).
+Records made for another version of the track are left out and named in the notes.
+
+A corruption track's board has other columns: Clean, one per family of corruptions and Mean (the accuracy
+over every corruption and severity), ranked by Mean; neighbours are compared on the pooled (clip,
+corruption, severity) outcomes (:func:`~robench.leaderboard.record.pooled`), and the notes say that these
+are not independent draws. Its CSV adds a column per corruption. An attack track under the plausible-skeleton
+threat model gets a note stating the limits.
+
+Every field a submitter wrote (names, authors, descriptions, venues, footnotes, links) is escaped for the
+format it is written in: HTML-escaped in the page, markdown and HTML characters escaped (table pipes
+included) in markdown, LaTeX and BibTeX specials escaped, and a CSV cell that a spreadsheet would run as a
+formula (``=``, ``+``, ``-``, ``@``) starts with a quote. Links are http(s) only.
 """
 
 from __future__ import annotations
@@ -18,9 +30,9 @@ from typing import Any
 
 from robench.errors import RobenchError
 from robench.leaderboard.names import safe_link
-from robench.leaderboard.ranking import ALPHA, Ranked, rank
-from robench.leaderboard.record import bits_of, columns_of, read_record
-from robench.leaderboard.tracks import SCENARIO_LABELS, Track
+from robench.leaderboard.ranking import ALPHA, Ranked, doubtful, rank
+from robench.leaderboard.record import ranking_of, read_record
+from robench.leaderboard.tracks import CORRUPTIONS, SCENARIO_LABELS, Track
 from robench.report.metrics import INTERVAL_DECIMALS, interval_text, widen
 
 FORMATS = ("html", "markdown", "latex", "csv", "bibtex")
@@ -30,7 +42,8 @@ COLUMNS = (("clean", "Clean"), ("R", "XR"), ("S", "XS"), ("RS", "XRS"))
 
 @dataclass
 class Row:
-    """One entry on the board: its record, file and place (``ranked`` is None for unverified entries)."""
+    """One entry on the board: its record, file and place (``ranked`` is None for unverified entries and for
+    flagged ones, whose numbers a sanity check doubts)."""
 
     record: dict[str, Any]
     file: Path
@@ -46,15 +59,22 @@ class Row:
 
     @property
     def flags(self) -> list[dict[str, Any]]:
-        """The record's flags, one per distinct code and message (several cells often raise the same one)."""
-        seen: set[tuple[str, str]] = set()
-        out = []
+        """The record's flags, one per code (a record holds one per cell that raised it): ``{code, message,
+        cells}``, the distinct messages joined, and the cells it concerns (``PGD-20 on XRS``; empty for records
+        that do not name them)."""
+        grouped: dict[str, dict[str, list[str]]] = {}
         for f in self.record["flags"]:
-            key = (str(f["code"]), str(f.get("message", "")))
-            if key not in seen:
-                seen.add(key)
-                out.append(f)
-        return out
+            g = grouped.setdefault(str(f["code"]), {"messages": [], "cells": []})
+            for key, value in (("messages", f.get("message")), ("cells", f.get("where"))):
+                if value and str(value) not in g[key]:
+                    g[key].append(str(value))
+        return [{"code": code, "message": "; ".join(g["messages"]), "cells": g["cells"]} for code, g in grouped.items()]
+
+    @property
+    def doubtful(self) -> list[str]:
+        """The codes of the flags that doubt the record's numbers (:func:`~robench.leaderboard.ranking.doubtful`):
+        a verified entry with any is listed without a rank."""
+        return doubtful(self.record["flags"]) if self.verified else []
 
     @property
     def reliance(self) -> dict[str, Any]:
@@ -62,15 +82,23 @@ class Row:
         return dict(self.record["results"].get("reliance") or {}) if self.verified else {}
 
     def value(self, key: str) -> float | None:
+        """A column's number (percent): a results key, ``family:<family>`` or ``corruption:<name>`` (corruption
+        tracks); an unverified entry's reported number."""
         if self.verified:
-            cell = self.record["results"].get(key)
+            kind, _, name = key.partition(":")
+            if kind in ("family", "corruption") and name:
+                cell = (self.record["results"].get("families" if kind == "family" else "corruptions") or {}).get(name)
+            else:
+                cell = self.record["results"].get(key)
             return None if cell is None else float(cell["accuracy"] if isinstance(cell, dict) else cell)
         reported = self.record["reported"].get(key)
         return None if reported is None else float(reported)
 
     def interval(self, key: str) -> tuple[float, float] | None:
         cell = self.record["results"].get(key) if self.verified else None
-        return (float(cell["interval"][0]), float(cell["interval"][1])) if isinstance(cell, dict) else None
+        if not isinstance(cell, dict) or "interval" not in cell:
+            return None  # a number without one (Avg, RI, a family's mean, a corruption track's Mean)
+        return float(cell["interval"][0]), float(cell["interval"][1])
 
 
 @dataclass
@@ -96,7 +124,7 @@ def board(track: Track, folder: Path) -> Board:
         rows.append(Row(record, path, None))
     verified = [r for r in rows if r.verified]
     base = next((r for r in verified if r.entry["id"] == track.baseline), None)
-    for r in verified:  # RI against the track's baseline as it stands now, whatever order entries were added in
+    for r in verified if track.kind != CORRUPTIONS else []:  # RI against the track's baseline as it stands now
         res = r.record["results"]
         res["ri"] = None if base is None or res.get("avg") is None else (res["clean"]["accuracy"] + res["avg"]) - (
             base.record["results"]["clean"]["accuracy"] + base.record["results"]["avg"])
@@ -104,20 +132,68 @@ def board(track: Track, folder: Path) -> Board:
     if len(clips) > 1:
         raise RobenchError(f"records under {folder} evaluated different clips ({len(clips)} clip lists); "
                            "re-run robench leaderboard add for the stale ones")
-    by_key = {r.entry["id"]: r for r in verified}
-    ranked = rank({k: float(r.record["results"]["worst"]["accuracy"]) for k, r in by_key.items()},
-                  {k: columns_of(*bits_of(r.record, str(r.file))[:2])[r.record["track"]["rank_by"]]
-                   for k, r in by_key.items()})
+    by_key = {r.entry["id"]: r for r in verified if not r.doubtful}
+    scored = {k: ranking_of(r.record, str(r.file)) for k, r in by_key.items()}
+    ranked = rank({k: score for k, (score, _) in scored.items()}, {k: bits for k, (_, bits) in scored.items()})
     ordered = [Row(by_key[x.key].record, by_key[x.key].file, x) for x in ranked]
-    unverified = sorted((r for r in rows if not r.verified), key=lambda r: -(r.value(track.rank_by) or -1))
-    label = SCENARIO_LABELS.get(track.rank_by, track.rank_by)
-    notes.insert(0, f"Ranked by the worst case on {label} (a clip counts only if no attack of the track fooled it). "
-                    f"Neighbours are compared clip by clip with McNemar's exact test; '=' marks ranks that "
-                    f"the test cannot separate at {int(100 * ALPHA)}%.")
+    flagged = sorted((r for r in verified if r.doubtful),
+                     key=lambda r: (-(r.value(rank_key(track)) or 0.0), str(r.entry["id"])))
+    unverified = sorted((r for r in rows if not r.verified), key=lambda r: -(r.value(rank_key(track)) or -1))
+    notes[:0] = _ranking_notes(track)
+    if flagged:
+        said = ", ".join(f"{r.entry['name']} ({', '.join(r.doubtful)})" for r in flagged)
+        notes.append(f"{NOT_RANKED.capitalize()}: {said}. A sanity check says their numbers may overstate their "
+                     "robustness (⚠ below, docs/flags.md), so they are listed after the ranked entries, without a "
+                     "rank, whatever their numbers.")
     if unverified:
         notes.append("Unverified entries show the numbers their authors reported, not measured by robench; they "
                      "are not ranked.")
-    return Board(track, ordered + unverified, notes)
+    return Board(track, ordered + flagged + unverified, notes)
+
+
+def rank_key(track: Track) -> str:
+    """The results key a track ranks by: its ``rank_by`` scenario, or ``mean`` for a corruption track."""
+    return "mean" if track.kind == CORRUPTIONS else track.rank_by
+
+
+def _percent(x: float) -> str:
+    return f"{100 * x:.3g}%"
+
+
+def _ranking_notes(track: Track) -> list[str]:
+    """The notes that say how a track's board is ranked (and, for a plausible or corruption track, what it
+    measures)."""
+    alpha = f"{int(100 * ALPHA)}%"
+    if track.kind != CORRUPTIONS:
+        label = SCENARIO_LABELS.get(track.rank_by, track.rank_by)
+        notes = [f"Ranked by the worst case on {label} (a clip counts only if no attack of the track fooled it). "
+                 f"Neighbours are compared clip by clip with McNemar's exact test; '=' marks ranks that "
+                 f"the test cannot separate at {alpha}."]
+        if (limits := track.plausible) is not None:
+            notes.append(f"Plausible skeletons: every attack on the skeleton (XS, XRS) keeps bone lengths within "
+                         f"{_percent(limits['bone'])} of the clean clip's, joint angles within "
+                         f"{_percent(limits['angle'])}, and each joint's velocity and acceleration changed by at "
+                         f"most {_percent(limits['velocity'])} of the clean clip's mean speed and "
+                         f"{_percent(limits['acceleration'])} of its mean acceleration (threat.skeleton.plausible). "
+                         "XR attacks the RGB alone, as without the limits.")
+        return notes
+    severities = ", ".join(map(str, track.severities))
+    info = track.corruptions
+    one_level = [n for n, i in info.items() if not i.graded]
+    families = "; ".join(f"{f.capitalize()}: {', '.join(n for n, i in info.items() if i.family == f)}"
+                         for f in track.families)
+    return [
+        f"Ranked by Mean: the accuracy over every corruption at every severity ({severities}), the mean of the "
+        "per-corruption accuracies; a corruption with one level (" + ", ".join(one_level) + ") is evaluated once "
+        "and counted at every severity. Neighbours are compared with McNemar's exact test on the pooled outcomes "
+        "of every (clip, corruption, severity); these are not independent draws (each clip is seen under every "
+        "corruption and severity, and a one-level corruption's outcome is counted once per severity), so the "
+        f"test is optimistic: '=' marks ranks it cannot separate at {alpha}, and a separation is weaker evidence "
+        "than on an attack track.",
+        f"Family columns: the mean accuracy of the family's corruptions, each averaged over its severities ("
+        f"{families}); docs/corruptions.md gives every corruption's levels. Clean: with its 95% Wilson interval; "
+        "Mean has none, its outcomes not being independent.",
+    ]
 
 
 def _num(x: float | None, digits: int = 2) -> str:
@@ -129,12 +205,18 @@ def _flag_mark(row: Row) -> str:
 
 
 def _reported(row: Row) -> str:
-    names = {"clean": "clean", "R": "XR", "S": "XS", "RS": "XRS", "avg": "Avg", "ri": "RI", "worst": "worst case"}
-    return ", ".join(f"{names.get(k, k)} {v:.2f}" for k, v in row.record["reported"].items())
+    names = {"clean": "clean", "R": "XR", "S": "XS", "RS": "XRS", "avg": "Avg", "ri": "RI", "worst": "worst case",
+             "mean": "Mean"}
+    return ", ".join(f"{names.get(k, k)} {_num(v) if isinstance(v, (int, float)) else v}"
+                     for k, v in row.record["reported"].items())
+
+
+#: the rank column of a verified entry whose flags doubt its numbers
+NOT_RANKED = "not ranked: flagged"
 
 
 def _rank(row: Row) -> str:
-    return row.ranked.label if row.ranked else "unverified"
+    return row.ranked.label if row.ranked else NOT_RANKED if row.verified else "unverified"
 
 
 def _reliance(row: Row) -> str:
@@ -166,22 +248,54 @@ def _md(text: object) -> str:
     return "".join(_MD.get(ch, ch) for ch in flat)
 
 
+def _md_url(link: str) -> str:
+    """An http(s) link (:func:`~robench.leaderboard.names.safe_link`) safe as a markdown link target inside a table:
+    the characters that could end the target or the table cell (``( ) [ ] | \\``) percent-encoded."""
+    return "".join(f"%{ord(ch):02X}" if ch in "()[]|\\" else ch for ch in link)
+
+
+def corruption_columns(track: Track) -> list[tuple[str, str]]:
+    """A corruption track's accuracy columns: (row key, header): Clean, each family, Mean."""
+    return [("clean", "Clean"), *[(f"family:{f}", f.capitalize()) for f in track.families], ("mean", "Mean")]
+
+
+def _md_name(row: Row) -> str:
+    e = row.entry
+    link = safe_link(e.get("paper"))
+    return (f"[{_md(e['name'])}]({_md_url(link)})" if link else _md(e["name"])) + _flag_mark(row)
+
+
+def _md_interval(row: Row, key: str) -> str:
+    iv = row.interval(key)
+    return _num(row.value(key)) + (f" <sub>{interval_text(*iv)}</sub>" if iv else "")
+
+
 def markdown(b: Board) -> str:
     t = b.track
-    lines = [f"# {t.title}", "", f"Track `{t.name}` v{t.version} ({t.digest[:19]}…). {t.description}", "",
-             "| Rank | Model | Defense | " + " | ".join(h for _, h in COLUMNS) + " | Avg | RI | Extra data | Passes "
-             "| Reliance R / S | Checked |",
-             "|---|---|---|" + "---:|" * (len(COLUMNS) + 2) + "---|---:|---:|---|"]
+    # (a track's name is a checked name: letters, digits, '_', '.', '-', shown as code)
+    lines = [f"# {_md(t.title)}", "", f"Track `{t.name}` v{t.version} ({t.digest[:19]}…). {_md(t.description)}", ""]
+    if t.kind == CORRUPTIONS:
+        columns = corruption_columns(t)
+        lines += ["| Rank | Model | Defense | " + " | ".join(h for _, h in columns)
+                  + " | Extra data | Passes | Checked |", "|---|---|---|" + "---:|" * len(columns) + "---|---:|---|"]
+        for row in b.rows:
+            e = row.entry
+            rank_text = _rank(row) if row.ranked else f"*{_rank(row)}*"
+            lines.append(f"| {rank_text} | {_md_name(row)} | {_md(e['defense'])} | "
+                         + " | ".join(_md_interval(row, key) for key, _ in columns)
+                         + f" | {_md(e.get('extra_data') or 'none')} | {int(e.get('forward_passes', 1))} | "
+                         f"{_md(_checked(row))} |")
+        lines.append("")
+        lines += [f"- {_md(n)}" for n in b.notes]
+        return "\n".join(lines + _md_footnotes(b)) + "\n"
+    lines += ["| Rank | Model | Defense | " + " | ".join(h for _, h in COLUMNS) + " | Avg | RI | Extra data | Passes "
+              "| Reliance R / S | Checked |",
+              "|---|---|---|" + "---:|" * (len(COLUMNS) + 2) + "---|---:|---:|---|"]
     for row in b.rows:
         e = row.entry
-        link = safe_link(e.get("paper"))
-        name = f"[{_md(e['name'])}]({link})" if link else _md(e["name"])
-        cells = []
-        for key, _ in COLUMNS:
-            iv = row.interval(key)
-            cells.append(_num(row.value(key)) + (f" <sub>{interval_text(*iv)}</sub>" if iv else ""))
-        rank_text = _rank(row) if row.ranked else "*unverified*"
-        lines.append(f"| {rank_text} | {name}{_flag_mark(row)} | {_md(e['defense'])} | " + " | ".join(cells)
+        cells = [_md_interval(row, key) for key, _ in COLUMNS]
+        rank_text = _rank(row) if row.ranked else f"*{_rank(row)}*"
+        lines.append(f"| {rank_text} | {_md_name(row)} | {_md(e['defense'])} | " + " | ".join(cells)
                      + f" | {_num(row.value('avg'))} | {_num(row.value('ri'))} | {_md(e.get('extra_data') or 'none')}"
                      f" | {int(e.get('forward_passes', 1))} | {_reliance(row)} | {_md(_checked(row))} |")
     lines.append("")
@@ -189,6 +303,12 @@ def markdown(b: Board) -> str:
     lines.append("- Reliance R / S: the share of the first evaluated batch's predictions that change when the RGB / "
                  "the skeleton of each clip is swapped with another clip's; 0% means the model ignores that input "
                  "(docs/flags.md#ignores-input).")
+    return "\n".join(lines + _md_footnotes(b)) + "\n"
+
+
+def _md_footnotes(b: Board) -> list[str]:
+    """The lines below a markdown table's notes: footnotes, reported numbers, flags."""
+    lines = []
     footnotes: dict[str, list[str]] = {}
     for row in b.rows:
         if row.entry.get("footnote"):
@@ -196,12 +316,13 @@ def markdown(b: Board) -> str:
     lines += [f"- {_md(', '.join(names))}: {_md(text)}" for text, names in footnotes.items()]
     for row in b.rows:
         if row.verified and row.record["reported"]:
-            lines.append(f"- {_md(row.entry['name'])}: reported by its authors {_reported(row)}; measured above")
+            lines.append(f"- {_md(row.entry['name'])}: reported by its authors {_md(_reported(row))}; measured above")
     for row in b.rows:
         for f in row.flags:
-            lines.append(f"- ⚠ {_md(row.entry['name'])}: {_md(f['code'])}: {_md(f['message'])} "
+            concerns = f" ({_md(', '.join(f['cells']))})" if f["cells"] else ""
+            lines.append(f"- ⚠ {_md(row.entry['name'])}: {_md(f['code'])}{concerns}: {_md(f['message'])} "
                          f"(docs/flags.md#{_md(f['code'])})")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _cell(value: object) -> object:
@@ -219,6 +340,8 @@ def _reliance_fields(row: Row) -> list[str]:
 
 
 def csv_text(b: Board) -> str:
+    if b.track.kind == CORRUPTIONS:
+        return _corruption_csv(b)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["rank", "id", "name", "status", "defense", "architecture", *[k for k, _ in COLUMNS],
@@ -240,6 +363,29 @@ def csv_text(b: Board) -> str:
     return buf.getvalue()
 
 
+def _corruption_csv(b: Board) -> str:
+    """A corruption track's CSV: clean (with its interval), each family, Mean, then each corruption (mean over
+    severities), in percent."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    families = [k for k, _ in corruption_columns(b.track)[1:-1]]
+    corruptions = [f"corruption:{c}" for c in b.track.corruption_types]
+    w.writerow(["rank", "id", "name", "status", "defense", "architecture", "clean", "clean_lo", "clean_hi",
+                *families, "mean", *corruptions, "n", "extra_data", "forward_passes", "flags", "paper"])
+    for row in b.rows:
+        e = row.entry
+        iv = row.interval("clean")
+        lo, hi = widen(*iv, INTERVAL_DECIMALS["data"]) if iv else ("", "")
+        n = row.record["results"].get("clean", {}).get("n", "") if row.verified else ""
+        keys = ["clean", *families, "mean", *corruptions]
+        values = [_num(v) if (v := row.value(k)) is not None else "" for k in keys]
+        fields = [_rank(row), e["id"], e["name"], row.record["status"], e["defense"], e["architecture"], values[0], lo,
+                  hi, *values[1:], n, e.get("extra_data") or "none", e.get("forward_passes", 1),
+                  " ".join(f["code"] for f in row.flags), e.get("paper") or ""]
+        w.writerow([_cell(x) for x in fields])
+    return buf.getvalue()
+
+
 _TEX = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
         "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
 
@@ -249,15 +395,16 @@ def _tex(text: str) -> str:
 
 
 def latex(b: Board) -> str:
-    head = " & ".join(["Rank", "Model", "Defense", *[h for _, h in COLUMNS], "Avg", "RI"])
+    columns = corruption_columns(b.track) if b.track.kind == CORRUPTIONS else [*COLUMNS, ("avg", "Avg"), ("ri", "RI")]
+    head = " & ".join(["Rank", "Model", "Defense", *[h for _, h in columns]])
     lines = [r"\begin{table}[t]", r"\centering", f"\\caption{{{_tex(b.track.title)} (robench track "
-             f"{_tex(b.track.name)} v{b.track.version})}}", r"\begin{tabular}{lll" + "r" * (len(COLUMNS) + 2) + "}",
+             f"{_tex(b.track.name)} v{b.track.version})}}", r"\begin{tabular}{lll" + "r" * len(columns) + "}",
              r"\toprule", head + r" \\", r"\midrule"]
     for row in b.rows:
         e = row.entry
         mark = r"\textsuperscript{!}" if row.flags else ""
-        rank_text = _rank(row) if row.ranked else r"\textit{unverified}"
-        vals = [_num(row.value(k)) for k, _ in COLUMNS] + [_num(row.value("avg")), _num(row.value("ri"))]
+        rank_text = _rank(row) if row.ranked else f"\\textit{{{_tex(_rank(row))}}}"
+        vals = [_num(row.value(k)) for k, _ in columns]
         lines.append(" & ".join([rank_text, _tex(e["name"]) + mark, _tex(e["defense"]), *vals]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"
@@ -332,16 +479,20 @@ _SCRIPT = """
 
 def page(b: Board, flags_doc: str = "../../docs/flags.md") -> str:
     """One self-contained HTML page (no external files): the table sorts by clicking a header and filters
-    by typing; intervals show inline and on hover; each entry links to its record."""
+    by typing; intervals show inline and on hover; each entry links to its record. On a corruption track a family's
+    cell lists its corruptions' accuracies on hover."""
     t = b.track
     e_ = html.escape
+    corruption = t.kind == CORRUPTIONS
+    columns = corruption_columns(t) if corruption else [*COLUMNS, ("avg", "Avg"), ("ri", "RI")]
     head = ['<th data-col="rank" class="num">Rank</th>', '<th data-col="model">Model</th>',
             '<th data-col="defense">Defense</th>']
-    head += [f'<th data-col="{k}" class="num">{h}</th>' for k, h in COLUMNS]
-    head += ['<th data-col="avg" class="num">Avg</th>', '<th data-col="ri" class="num">RI</th>',
-             '<th data-col="extra">Extra data</th>', '<th data-col="passes" class="num">Passes</th>',
-             '<th data-col="reliance" class="num" title="share of predictions that change when the RGB / the '
-             'skeleton is swapped between clips">Reliance R / S</th>', '<th data-col="checked">Checked</th>']
+    head += [f'<th data-col="{e_(k)}" class="num">{e_(h)}</th>' for k, h in columns]
+    head += ['<th data-col="extra">Extra data</th>', '<th data-col="passes" class="num">Passes</th>']
+    if not corruption:
+        head.append('<th data-col="reliance" class="num" title="share of predictions that change when the RGB / the '
+                    'skeleton is swapped between clips">Reliance R / S</th>')
+    head.append('<th data-col="checked">Checked</th>')
     body = []
     for row in b.rows:
         e = row.entry
@@ -350,20 +501,23 @@ def page(b: Board, flags_doc: str = "../../docs/flags.md") -> str:
             name = f'<a href="{e_(link)}" rel="noopener noreferrer">{name}</a>'
         name += f' <a class="record" href="{e_(row.file.name)}">record</a>'
         for f in row.flags:
-            name += (f' <a class="flag" title="{e_(f["code"])}: {e_(f["message"])}" '
+            concerns = f' ({", ".join(f["cells"])})' if f["cells"] else ""
+            name += (f' <a class="flag" title="{e_(f["code"])}{e_(concerns)}: {e_(f["message"])}" '
                      f'href="{e_(flags_doc)}#{e_(f["code"])}">&#9888;</a>')
         if e.get("footnote"):
             name += f'<br><small>{e_(e["footnote"])}</small>'
-        rank_sort = str(row.ranked.rank) if row.ranked else "9999"
+        rank_sort = str(row.ranked.rank) if row.ranked else "9998" if row.verified else "9999"
         cells = [f'<td class="num" data-sort="{rank_sort}">{e_(_rank(row))}</td>',
                  f'<td data-sort="{e_(e["name"].lower())}">{name}</td>',
                  f'<td data-sort="{e_(e["defense"].lower())}">{e_(e["defense"])}</td>']
-        for key in [k for k, _ in COLUMNS] + ["avg", "ri"]:
+        for key, _ in columns:
             v = row.value(key)
             iv = row.interval(key)
             said = row.record["reported"].get(key) if row.verified else None
             extra = f"; reported {said:.2f}" if said is not None else ""
             title = f' title="95% interval {interval_text(*iv, "detail")}{extra}"' if iv else ""
+            if key.startswith("family:") and row.verified:
+                title = f' title="{e_(_family_detail(t, row, key.partition(":")[2]))}"'
             inline = f'<span class="iv">{interval_text(*iv)}</span>' if iv else ""
             sort = "" if v is None else f"{v:.4f}"
             cells.append(f'<td class="num" data-sort="{sort}"{title}>{_num(v)}{inline}</td>')
@@ -371,10 +525,12 @@ def page(b: Board, flags_doc: str = "../../docs/flags.md") -> str:
         passes = int(e.get("forward_passes", 1))
         cells.append(f'<td data-sort="{extra}">{extra}</td>')
         cells.append(f'<td class="num" data-sort="{passes}">{passes}</td>')
-        cells.append(f'<td class="num" data-sort="{float(row.reliance.get("rgb", -1)):.4f}">{e_(_reliance(row))}</td>')
+        if not corruption:
+            cells.append(f'<td class="num" data-sort="{float(row.reliance.get("rgb", -1)):.4f}">'
+                         f'{e_(_reliance(row))}</td>')
         cells.append(f'<td data-sort="{e_(_checked(row))}"><small>{e_(_checked(row))}</small></td>')
         search = e_(" ".join([e["name"], e["defense"], e["architecture"], " ".join(e["authors"])]).lower())
-        cls = "" if row.verified else ' class="unverified"'
+        cls = ' class="unverified"' if not row.verified else ' class="flagged"' if row.doubtful else ""
         body.append(f'<tr data-id="{e_(e["id"])}" data-search="{search}"{cls}>' + "".join(cells) + "</tr>")
     notes = "".join(f"<li>{e_(n)}</li>" for n in b.notes)
     return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{e_(t.title)}</title>'
@@ -385,6 +541,12 @@ def page(b: Board, flags_doc: str = "../../docs/flags.md") -> str:
             'aria-label="filter">\n'
             f'<table id="board"><thead><tr>{"".join(head)}</tr></thead><tbody>\n' + "\n".join(body)
             + f'\n</tbody></table>\n<ul class="notes">{notes}</ul>\n<script>{_SCRIPT}</script>\n</body></html>\n')
+
+
+def _family_detail(track: Track, row: Row, family: str) -> str:
+    """A family cell's hover text: each of its corruptions' accuracy (mean over severities)."""
+    names = [n for n, i in track.corruptions.items() if i.family == family]
+    return "; ".join(f"{n} {_num(row.value(f'corruption:{n}'))}" for n in names)
 
 
 def render(b: Board, fmt: str) -> str:
