@@ -128,12 +128,13 @@ def _exchange_table(layout: RunLayout, vid: str, grid: BudgetGrid, found: list[S
             s = _crossing(list(grid.skeleton), list(sf.accuracy[:, 0]), target) if edge else math.nan
             values[f"{r}"] = Value(255 * s if math.isfinite(s) else None)
         rows.append(Row(sf.defense, sf.label, sf.defense, v.defenses[sf.defense].type, values))
-    notes = [f"Each entry: the skeleton radius (× 1/255) whose XS accuracy equals the XR accuracy at that RGB radius, "
-             f"interpolated along the grid's skeleton edge; – = the skeleton edge (up to {_radius(grid.skeleton[-1])}"
-             "/255) never does that much damage. Read with the threat model's scale per modality."]
+    notes = ["Each entry: the skeleton radius (× 1/255) whose XS accuracy equals the XR accuracy at that RGB radius, "
+             "interpolated along the grid's skeleton edge. Read with the threat model's scale per modality."]
     return Table(layout.name, f"{grid.id}-exchange-{vid}", f"{grid.label}: the skeleton radius that does the damage "
                  f"of each RGB radius ({v.label})", "budgets",
-                 [(f"{r}", f"eps_R {_radius(r)}") for _, r in rgb], [Block(vid, v.label, rows)], notes, digits=1)
+                 [(f"{r}", f"eps_R {_radius(r)}") for _, r in rgb], [Block(vid, v.label, rows)], notes, digits=1,
+                 missing=f"the skeleton edge (up to {_radius(grid.skeleton[-1])}/255) never does that much damage, "
+                 "or a cell is not in the store yet")
 
 
 def budget_figures(layout: RunLayout, cells: dict[str, dict[str, Any]], out_dir: Path) -> list[Figure]:
