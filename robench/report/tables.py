@@ -102,7 +102,7 @@ class Table:
     notes: list[str] = field(default_factory=list)
     digits: int = 2
     row_header: str = "Defense"
-    #: what an empty entry (–) means in this table
+    #: what an empty entry (a dash) means in this table
     missing: str = "not in the store yet"
 
     @property
@@ -115,7 +115,7 @@ class Table:
 
     @property
     def complete(self) -> bool:
-        """No entry is empty (–)."""
+        """No entry is empty (shown as a dash)."""
         return all(not v.missing for b in self.blocks for r in b.rows for v in r.values.values())
 
     @property

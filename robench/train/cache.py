@@ -34,7 +34,7 @@ from robench import __version__
 from robench.errors import RobenchError
 from robench.plan import ModelJob
 from robench.runtime import RuntimeOptions
-from robench.train.files import atomic_save, atomic_write_bytes, load_tensors, read_json
+from robench.train.files import atomic_save, atomic_write_bytes, load_state, load_tensors, read_json
 from robench.train.trainer import TrainedModel, build_model
 
 #: version of the files above; older entries (format 1: one pickled payload) are not read
@@ -112,14 +112,9 @@ class ModelCache:
         if not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
             raise RobenchError(f"cached model {d / 'model.pt'} is not a state dict of tensors; {fix}")
         model, defense = build_model(job)
-        try:
-            missing, unexpected = model.load_state_dict(state, strict=False)
-        except RuntimeError as exc:  # shapes that do not fit
-            raise RobenchError(f"cached model {d / 'model.pt'} does not fit its spec: "
-                               f"{str(exc).splitlines()[0]}; {fix}") from None
-        if missing or unexpected:
-            raise RobenchError(f"cached model {d / 'model.pt'} does not match its spec: missing {missing[:5]}, "
-                               f"unexpected {unexpected[:5]}; {fix}")
+        why = load_state(model, state)
+        if why is not None:
+            raise RobenchError(f"cached model {d / 'model.pt'} {why} (its spec); {fix}")
         (runtime or RuntimeOptions()).prepare_model(model.to(device).eval())
         return TrainedModel(model, defense, meta.get("summary", {}), meta.get("history", []),
                             meta.get("train_seconds"), loaded_from_cache=True)

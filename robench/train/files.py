@@ -49,3 +49,15 @@ def load_tensors(path: Path, what: str, fix: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise RobenchError(f"{what} {path} holds {type(obj).__name__}, not a mapping of tensors; {fix}")
     return obj
+
+
+def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> str | None:
+    """Load ``state`` into ``model`` strictly; returns why it does not fit (a shape, missing or unexpected keys),
+    or None once loaded."""
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shapes that do not fit
+        return f"does not fit: {str(exc).strip().splitlines()[0]}"
+    if missing or unexpected:
+        return f"does not match: missing {missing[:5]}, unexpected {unexpected[:5]}"
+    return None

@@ -55,18 +55,14 @@ def model_job(entry: ZooEntry) -> ModelJob:
 def build(entry: ZooEntry, state: dict[str, Tensor], device: torch.device | str = "cpu") -> TwoStreamModel:
     """``entry``'s architecture (:func:`model_job`) with ``state`` loaded (strictly), on ``device``, in eval mode."""
     from robench.runtime import RuntimeOptions
+    from robench.train.files import load_state
     from robench.train.trainer import build_model
 
     job = model_job(entry)
     model, _ = build_model(job)
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # shapes that do not fit
-        raise ZooError(f"zoo entry {entry.track}/{entry.id}: its weights do not fit model {job.id}: "
-                       f"{str(exc).strip().splitlines()[0]}") from None
-    if missing or unexpected:
-        raise ZooError(f"zoo entry {entry.track}/{entry.id}: its weights do not match model {job.id}: missing "
-                       f"{missing[:5]}, unexpected {unexpected[:5]}")
+    why = load_state(model, state)
+    if why is not None:
+        raise ZooError(f"zoo entry {entry.track}/{entry.id}: its weights {why} (model {job.id})")
     dev = torch.device(device)
     RuntimeOptions.for_device(dev, amp="off", tf32="off").prepare_model(model.to(dev))
     return model.eval()
