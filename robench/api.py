@@ -310,11 +310,11 @@ class TrackResult:
     def per_clip(self, column: str = "worst") -> np.ndarray:
         """bool ``[n]``: which evaluated clips the model classifies correctly under every attack of ``column``
         (``worst``: the ranking's outcomes; on a corruption track every (clip, corruption, severity), pooled)."""
-        from robench.leaderboard.record import bits_of, columns_of, ranking_of
+        from robench.leaderboard.record import challenged_columns, ranking_of
 
         if column == "worst":
             return ranking_of(self.record)[1]
-        return columns_of(*bits_of(self.record)[:2])[column]
+        return challenged_columns(self.record)[column]  # (a record's accepted challenges count as attacks)
 
     @property
     def flags(self) -> list[dict[str, Any]]:

@@ -10,8 +10,10 @@
     robench store merge STORE... --into STORE
     robench leaderboard add ENTRY --track NAME [--reported-only] [--root leaderboard]
     robench leaderboard verify RECORD
+    robench leaderboard challenge RECORD --adversarial FILE
     robench leaderboard render --format html|markdown|latex|csv|bibtex [--track NAME] [--out PATH]
     robench leaderboard get TRACK ENTRY [--out FILE]
+    robench leaderboard site --out DIR [--root leaderboard]
 
 The results store is ``--store``, else ``$ROBENCH_STORE``, else ``results/robench.sqlite``; trained
 models and generated data are cached under ``--cache``, else ``$ROBENCH_CACHE``, else a ``cache``
@@ -342,10 +344,23 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         for line in fetched.lines():
             out.print(escape(line))
         return 0
+    if args.action == "challenge":
+        from robench.leaderboard.challenge import challenge
+
+        outcome = challenge(args.record, args.adversarial, _cache_dir(args), select_device(args.device), args.track,
+                            args.progress)
+        for line in outcome.lines():
+            out.print(escape(line), highlight=False)
+        return 0 if outcome.accepted else 1
     root = Path(args.root)
     if args.action == "render":
         for path in commands.render_tracks(root, args.format, args.track, Path(args.out) if args.out else None):
             err.print(f"wrote {path}")
+        return 0
+    if args.action == "site":
+        site = commands.site(root, Path(args.out), args.track)
+        out.print(f"[green]wrote[/] {escape(site.summary())}; open {escape(str(Path(args.out) / 'index.html'))}",
+                  highlight=False)
         return 0
     where = commands.Where(root, _store_path(args), _cache_dir(args), select_device(args.device), args.progress)
     if args.action == "add":
@@ -480,6 +495,17 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--no-stamp", action="store_true", help="leave the record as it is (by default a record that "
                    "verifies says when and with which robench)")
     where_args(q)
+    q = lsub.add_parser("challenge", help="check a file of adversarial inputs for an entry's clips against the "
+                        "track's threat model; record the clips it breaks (exit 0), or say why nothing changed (1)")
+    q.add_argument("record", help="the entry's record, leaderboard/<track>/<entry>.json")
+    q.add_argument("--adversarial", required=True, metavar="FILE",
+                   help="safetensors: clip_ids int64 [N] (positions in the track's evaluated clips), rgb and/or "
+                   "skeleton float32 [N, ...]; metadata scenario (R, S or RS), author, attack")
+    q.add_argument("--track", help="a track file, for a track that is not bundled (default: the record's track)")
+    store_args(q)
+    q.add_argument("--cache", help="model and data cache folder (default $ROBENCH_CACHE or <store folder>/cache)")
+    q.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps; or $ROBENCH_DEVICE")
+    q.add_argument("--progress", choices=("auto", "rich", "plain", "quiet"), default="auto")
     q = lsub.add_parser("render", help="render a track's records (one file per track)")
     q.add_argument("--format", choices=("html", "markdown", "latex", "csv", "bibtex"), default="html")
     q.add_argument("--track", help="only this track (default: every track with records)")
@@ -492,6 +518,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--zoo", help="a zoo manifest file (default: the one robench ships for the track)")
     store_args(q)
     q.add_argument("--cache", help="where downloads are kept (default $ROBENCH_CACHE or <store folder>/cache)")
+    q = lsub.add_parser("site", help="build a static site of every track: an index, each track's board, a page per "
+                        "entry with its weights (works from file:// and any static host)")
+    q.add_argument("--out", required=True, help="the site's folder (created if missing; files in it are replaced)")
+    q.add_argument("--root", default="leaderboard", help="the leaderboard folder (default leaderboard)")
+    q.add_argument("--track", action="append", help="only this track, a bundled name or a track file (repeatable; "
+                   "default: every bundled track with records)")
     p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("validate", help="check a protocol (keys, types, components, plan) without running it")

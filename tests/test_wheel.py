@@ -78,6 +78,7 @@ def test_the_wheel_and_the_sdist_hold_the_package_and_its_data(dist: Path) -> No
     for needed in ("robench/cluster/slurm.py", "robench/attacks/apgd.py", "robench/defenses/amr.py",
                    "robench/protocols/quickstart.yaml", "robench/protocols/synthetic/defenses.yaml",
                    "robench/leaderboard/tracks/synthetic.yaml", "robench/report/templates/report.md.j2",
+                   "robench/leaderboard/templates/board.html.j2", "robench/leaderboard/templates/board.js",
                    "robench/models/weights/i3d-synthetic.pt", "robench/models/weights/i3d-synthetic.json",
                    "robench/zoo/weights/synthetic/manifest.json", "robench/zoo/weights/synthetic/amr.safetensors"):
         assert needed in names, needed

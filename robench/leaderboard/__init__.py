@@ -4,5 +4,6 @@ measured results with provenance, and pages rank them with paired tests.
 One job per module: :mod:`.tracks` (what makes numbers comparable), :mod:`.entry` (the submission
 schema), :mod:`.evaluate` (an entry on a track through robench's runner, to a record), :mod:`.record`
 (the record schema, atomic writes), :mod:`.ranking` (McNemar's exact test between neighbours),
-:mod:`.render` (HTML, markdown, LaTeX, CSV, BibTeX) and :mod:`.commands` (``robench leaderboard``).
+:mod:`.render` (HTML, markdown, LaTeX, CSV, BibTeX), :mod:`.challenge` (external evaluations that lower an
+entry's worst case) and :mod:`.commands` (``robench leaderboard``).
 """

@@ -26,6 +26,7 @@ from robench.leaderboard.evaluate import (
 from robench.leaderboard.names import check_name, inside
 from robench.leaderboard.record import CORRUPTION_KIND, bits_of, corruption_bits_of, kind_of, read_record, write_record
 from robench.leaderboard.render import FORMATS, board, render
+from robench.leaderboard.site import Site, build_site
 from robench.leaderboard.tracks import Track, bundled_tracks, load_track
 from robench.progress import Progress
 from robench.runtime import device_name
@@ -77,7 +78,9 @@ def add(entry_path: str, track_name: str, where: Where, reported_only: bool = Fa
         baseline = candidate if candidate["status"] == "verified" else None
     record = evaluate_entry(entry, track, ResultsStore(where.store), where.cache, where.device, where.progress, source,
                             baseline)
-    write_record(target, record)
+    from robench.leaderboard.challenge import carry_over  # (it imports this module)
+
+    write_record(target, carry_over(target, record, track))  # the accepted challenges of the same model stay
     return target
 
 
@@ -234,3 +237,9 @@ def render_tracks(root: Path, fmt: str, track_name: str | None = None, out: Path
         atomic_write(target, render(board(track, folder), fmt))
         written.append(target)
     return written
+
+
+def site(root: Path, out: Path, tracks: list[str] | None = None) -> Site:
+    """``robench leaderboard site``: the static site of every track with records under ``root`` (or of ``tracks``)
+    in ``out``: an index, each track's board, a page per entry (:mod:`robench.leaderboard.site`)."""
+    return build_site(root, out, tracks)

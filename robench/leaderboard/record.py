@@ -16,6 +16,15 @@ A record (``leaderboard/<track>/<entry id>.json``, schema :data:`RECORD_SCHEMA`)
   ``verification`` (when ``robench leaderboard verify`` last re-evaluated it, and with which robench);
 - ``per_sample``: the per-clip results, bit-packed in base64: ``clean``, each attack's per scenario
   (``attacks``) and each AutoAttack member's (``members``); ``per_sample_digest`` over them;
+- ``challenges`` (optional; absent until someone challenges the entry): the accepted external evaluations
+  (``robench leaderboard challenge``, :mod:`robench.leaderboard.challenge`), in the order they were accepted, each
+  ``{author, attack, date, sha256, scenario, clips, clips_broken, robench, device}``: who submitted it, what the
+  attack was, when it was checked, the SHA-256 of the file of adversarial inputs, the scenario they attack, how
+  many clips the file held and the clips (positions in the track's evaluated clip list, as in ``per_sample``) it
+  broke: clips robust in the record's worst case on that scenario before it (robench's own attacks and every
+  earlier challenge) that its adversarial inputs fool. The attacked columns (``R``, ``S``, ``RS``), ``worst`` and
+  ``avg`` count those clips as not robust (:func:`challenged_columns`); ``by_attack`` and ``per_sample`` stay
+  robench's own attacks, so the numbers before the challenges follow from the bits alone;
 - ``seal``: the SHA-256 of the rest of the record in canonical JSON, or its HMAC-SHA256 with the key in
   ``$ROBENCH_RECORD_KEY``.
 
@@ -70,6 +79,11 @@ _TOP: dict[str, type | tuple[type, ...]] = {
     "schema": int, "status": str, "track": dict, "entry": dict, "results": dict, "flags": list,
     "reported": dict, "provenance": dict, "verification": dict, "per_sample": dict,
     "per_sample_digest": (str, type(None)), "seal": dict}
+#: keys a record may have (one without them is as valid: the boards committed before them need no regeneration)
+_OPTIONAL: dict[str, type | tuple[type, ...]] = {"challenges": list}
+#: the keys and types of one accepted challenge (``challenges[i]``; see the module docstring)
+CHALLENGE_FIELDS: dict[str, type] = {"author": str, "attack": str, "date": str, "sha256": str, "scenario": str,
+                                     "clips": int, "clips_broken": list, "robench": str, "device": str}
 _ACCURACY: dict[str, type | tuple[type, ...]] = {"accuracy": (int, float), "correct": int, "n": int, "interval": list}
 #: how far a stored float may be from its recomputation (JSON round trips are exact; this absorbs nothing else)
 TOLERANCE = 1e-9
@@ -101,8 +115,11 @@ def validate_structure(data: Any, where: str) -> dict[str, Any]:
             raise _fail(where, key, "(missing)", _type_name(kind))
         if not isinstance(data[key], kind) or isinstance(data[key], bool):
             raise _fail(where, key, data[key], _type_name(kind))
-    if unknown := sorted(set(data) - set(_TOP)):
-        raise _fail(where, unknown[0], "(unknown key)", ", ".join(_TOP))
+    if unknown := sorted(set(data) - set(_TOP) - set(_OPTIONAL)):
+        raise _fail(where, unknown[0], "(unknown key)", ", ".join([*_TOP, *_OPTIONAL]))
+    for key, kind in _OPTIONAL.items():
+        if key in data and not isinstance(data[key], kind):
+            raise _fail(where, key, data[key], _type_name(kind))
     if data["schema"] != RECORD_SCHEMA:
         raise _fail(where, "schema", data["schema"], f"{RECORD_SCHEMA} (the record schema this robench reads; "
                     "records of older schemas are made again with robench leaderboard add)")
@@ -158,7 +175,40 @@ def validate_structure(data: Any, where: str) -> dict[str, Any]:
                             f"{_type_name(kind)} (base64 bit-packed per-clip results)")
         if not isinstance(data["per_sample_digest"], str):
             raise _fail(where, "per_sample_digest", data["per_sample_digest"], "sha256:<hex> of the per-clip results")
+    if "challenges" in data:
+        _challenges_structure(data, where)
     return data
+
+
+def _challenges_structure(data: dict[str, Any], where: str) -> None:
+    """The keys and types of a record's ``challenges`` (the clips they name are checked with the numbers)."""
+    if data["status"] != "verified" or kind_of(data) == CORRUPTION_KIND:
+        raise _fail(where, "challenges", f"{len(data['challenges'])} challenge(s)", "none on an unverified record or "
+                    "a corruption track's (nothing measured under attack to challenge)")
+    allowed = "{" + ", ".join(CHALLENGE_FIELDS) + "}"
+    seen: set[str] = set()
+    for i, found in enumerate(data["challenges"]):
+        key = f"challenges[{i}]"
+        if not isinstance(found, dict) or set(found) != set(CHALLENGE_FIELDS):
+            raise _fail(where, key, found, allowed)
+        for name, kind in CHALLENGE_FIELDS.items():
+            value = found[name]
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise _fail(where, f"{key}.{name}", value, _type_name(kind))
+            if isinstance(value, str) and (not value.strip() or any(ord(ch) < 32 for ch in value)):
+                raise _fail(where, f"{key}.{name}", value, "a non-empty string without control characters")
+        if found["scenario"] not in COLUMNS[1:]:
+            raise _fail(where, f"{key}.scenario", found["scenario"], ", ".join(COLUMNS[1:]))
+        sha = found["sha256"]
+        if not (sha.startswith("sha256:") and len(sha) == 71 and all(ch in "0123456789abcdef" for ch in sha[7:])):
+            raise _fail(where, f"{key}.sha256", sha, "sha256:<64 hex digits> of the file of adversarial inputs")
+        if sha in seen:
+            raise _fail(where, f"{key}.sha256", sha, "a file not accepted before (each file is one challenge)")
+        seen.add(sha)
+        if found["clips"] < 1 or not found["clips_broken"] or not all(
+                isinstance(c, int) and not isinstance(c, bool) for c in found["clips_broken"]):
+            raise _fail(where, f"{key}.clips_broken", found["clips_broken"], "the clips it broke (positions in the "
+                        "track's evaluated clip list; at least one: a challenge that breaks none is not recorded)")
 
 
 # -- the seal --------------------------------------------------------------------------------------
@@ -266,11 +316,45 @@ def columns_of(clean: np.ndarray, attacks: dict[str, dict[str, np.ndarray]]) -> 
     return out
 
 
+def apply_challenges(columns: dict[str, np.ndarray], challenges: list[dict[str, Any]],
+                     where: str = "") -> dict[str, np.ndarray]:
+    """``columns`` (:func:`columns_of`: robench's own attacks) with the clips each accepted challenge broke counted
+    as not robust in its scenario. Every clip a challenge names must lie in the track's clips and be robust before
+    it (under robench's attacks and every earlier challenge), else a :class:`RecordError`: each challenge's clips
+    are exactly what it lowered the column by."""
+    out = {k: v.copy() for k, v in columns.items()}
+    for i, found in enumerate(challenges):
+        key = f"challenges[{i}].clips_broken"
+        column = out.get(str(found["scenario"]))
+        if column is None:
+            raise _fail(where, f"challenges[{i}].scenario", found["scenario"], "a scenario the record evaluates")
+        broken = [int(c) for c in found["clips_broken"]]
+        if broken != sorted(set(broken)) or broken[0] < 0 or broken[-1] >= column.size \
+                or len(broken) > int(found["clips"]):
+            raise _fail(where, key, broken, f"distinct increasing positions in 0..{column.size - 1}, at most the "
+                        f"{found['clips']} clips the file held")
+        if not column[broken].all():
+            raise RecordError(f"record {where}: key '{key}': clip {broken[int(np.argmin(column[broken]))]} was not "
+                              f"robust on {found['scenario']} before this challenge, so it cannot have broken it; the "
+                              "record was edited")
+        column[broken] = False
+    return out
+
+
+def challenged_columns(record: dict[str, Any], where: str = "") -> dict[str, np.ndarray]:
+    """A verified attack record's per-clip columns (clean, R, S, RS): the worst case over robench's attacks and the
+    record's accepted challenges (:func:`apply_challenges`)."""
+    clean, attacks, _ = bits_of(record, where)
+    return apply_challenges(columns_of(clean, attacks), list(record.get("challenges") or []), where)
+
+
 def results_from_bits(clean: np.ndarray, attacks: dict[str, dict[str, np.ndarray]],
                       members: dict[str, dict[str, dict[str, np.ndarray]]], rank_by: str,
-                      labels: dict[str, str]) -> dict[str, Any]:
-    """A verified record's ``results`` (all but ``ri``, which needs the baseline) from its per-clip results."""
-    columns = columns_of(clean, attacks)
+                      labels: dict[str, str], columns: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """A verified record's ``results`` (all but ``ri``, which needs the baseline) from its per-clip results;
+    ``columns`` replaces the attacked columns' worst case over the attacks (a challenged record's:
+    :func:`challenged_columns`)."""
+    columns = columns if columns is not None else columns_of(clean, attacks)
     results: dict[str, Any] = {col: summary(bits) for col, bits in columns.items()}
     results["worst"] = summary(columns[rank_by])
     results["avg"] = avg(*(results[s]["accuracy"] for s in COLUMNS[1:]))
@@ -335,6 +419,8 @@ def check_numbers(record: dict[str, Any], where: str) -> None:
         if col not in cols:
             raise _fail(where, f"per_sample.attacks (scenario {col})", "(missing)", "each attack's results for "
                         f"{col}")
+    cols = apply_challenges(cols, list(record.get("challenges") or []), where)
+    for col in COLUMNS:
         _check_summary(res.get(col), cols[col], where, f"results.{col}")
     _check_summary(res.get("worst"), cols[record["track"]["rank_by"]], where, "results.worst")
     if not _same(res.get("avg"), avg(*(summary(cols[s])["accuracy"] for s in COLUMNS[1:]))):
@@ -471,15 +557,14 @@ def corruption_track_info(record: dict[str, Any]) -> tuple[list[int], dict[str, 
 
 def ranking_of(record: dict[str, Any], where: str = "") -> tuple[float, np.ndarray]:
     """A verified record's ranking score (percent) and the per-outcome results neighbours are compared on: the
-    worst case on ``rank_by`` per clip, or for a corruption track its Mean and every pooled (clip, corruption,
-    severity) outcome (:func:`pooled`)."""
+    worst case on ``rank_by`` per clip (robench's attacks and the accepted challenges), or for a corruption track
+    its Mean and every pooled (clip, corruption, severity) outcome (:func:`pooled`)."""
     if kind_of(record) == CORRUPTION_KIND:
         severities, info = corruption_track_info(record)
         _, corrupted = corruption_bits_of(record, where)
         graded = {c: bool(info[c]["graded"]) for c in corrupted}
         return float(record["results"]["mean"]["accuracy"]), pooled(corrupted, graded, severities)
-    return (float(record["results"]["worst"]["accuracy"]),
-            columns_of(*bits_of(record, where)[:2])[record["track"]["rank_by"]])
+    return float(record["results"]["worst"]["accuracy"]), challenged_columns(record, where)[record["track"]["rank_by"]]
 
 
 def _corruption_structure(data: dict[str, Any], where: str) -> None:

@@ -1,5 +1,9 @@
 """Render a track's records: HTML (one self-contained, sortable, filterable page), markdown, LaTeX, CSV, BibTeX.
 
+The HTML page is rendered from Jinja2 templates (``robench/leaderboard/templates``: ``board.html.j2``, the table in
+``_board.html.j2``, its style and script in ``board.css`` and ``board.js``), which the static site of every track
+(:mod:`robench.leaderboard.site`) shares.
+
 Rows come from :func:`board`: reliable verified records ranked by the track's ranking column with paired
 tests (:mod:`robench.leaderboard.ranking`), then verified records whose sanity flags doubt their numbers
 (listed without a rank, whatever their numbers), then unverified ones (reported numbers only, unranked).
@@ -20,15 +24,21 @@ formula (``=``, ``+``, ``-``, ``@``) starts with a quote. Links are http(s) only
 from __future__ import annotations
 
 import csv
+import functools
 import html
 import io
 import json
 import re
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+
 from robench.errors import RobenchError
+from robench.leaderboard.challenge import challenge_notes, lowered
 from robench.leaderboard.names import safe_link
 from robench.leaderboard.ranking import ALPHA, Ranked, doubtful, rank
 from robench.leaderboard.record import ranking_of, read_record
@@ -148,6 +158,7 @@ def board(track: Track, folder: Path) -> Board:
     if unverified:
         notes.append("Unverified entries show the numbers their authors reported, not measured by robench; they "
                      "are not ranked.")
+    notes += challenge_notes(r.record for r in ordered + flagged)  # numbers external challenges lowered
     return Board(track, ordered + flagged + unverified, notes)
 
 
@@ -267,7 +278,14 @@ def _md_name(row: Row) -> str:
 
 def _md_interval(row: Row, key: str) -> str:
     iv = row.interval(key)
-    return _num(row.value(key)) + (f" <sub>{interval_text(*iv)}</sub>" if iv else "")
+    return _lowered(row, key) + _num(row.value(key)) + (f" <sub>{interval_text(*iv)}</sub>" if iv else "")
+
+
+def _lowered(row: Row, key: str) -> str:
+    """``"35.00 → "`` before a number that accepted challenges lowered (robench's own attacks gave 35.00), else ``""``
+    (:func:`~robench.leaderboard.challenge.lowered`)."""
+    before = lowered(row.record, key) if row.verified else None
+    return "" if before is None else f"{_num(before)} → "
 
 
 def markdown(b: Board) -> str:
@@ -430,117 +448,92 @@ def bibtex(b: Board) -> str:
     return "\n\n".join(out) + ("\n" if out else "")
 
 
-_STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#1d1d1f;max-width:1200px}
-table{border-collapse:collapse;width:100%;font-size:14px}
-th,td{padding:6px 8px;border-bottom:1px solid #ddd;text-align:left}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-th{cursor:pointer;user-select:none;background:#f5f5f7;position:sticky;top:0}
-th[aria-sort=ascending]::after{content:" \\25B2"} th[aria-sort=descending]::after{content:" \\25BC"}
-.iv{color:#888;font-size:11px;margin-left:3px}
-.unverified{color:#777;font-style:italic}
-.flag{color:#b35c00;text-decoration:none}
-#filter{padding:6px;width:20rem;margin:0.5rem 0 1rem 0}
-.notes{font-size:13px;color:#444}
-"""
-
-_SCRIPT = """
-(function(){
-  const table=document.getElementById('board');
-  const body=table.tBodies[0];
-  const heads=Array.from(table.tHead.rows[0].cells);
-  heads.forEach(function(th,col){
-    th.addEventListener('click',function(){
-      const asc=th.getAttribute('aria-sort')!=='ascending';
-      heads.forEach(function(h){h.removeAttribute('aria-sort');});
-      th.setAttribute('aria-sort',asc?'ascending':'descending');
-      const num=th.classList.contains('num');
-      const rows=Array.from(body.rows);
-      rows.sort(function(a,b){
-        const x=a.cells[col].dataset.sort, y=b.cells[col].dataset.sort;
-        if(num){
-          const p=x===''?-Infinity:parseFloat(x), q=y===''?-Infinity:parseFloat(y);
-          return asc?p-q:q-p;
-        }
-        return asc?x.localeCompare(y):y.localeCompare(x);
-      });
-      rows.forEach(function(r){body.appendChild(r);});
-    });
-  });
-  document.getElementById('filter').addEventListener('input',function(ev){
-    const q=ev.target.value.toLowerCase();
-    Array.from(body.rows).forEach(function(r){
-      r.hidden=q!=='' && r.dataset.search.indexOf(q)<0;
-    });
-  });
-})();
-"""
+#: where the standalone page (``leaderboard/<track>/index.html``) finds the flags' documentation
+FLAGS_DOC = "../../docs/flags.md"
 
 
-def page(b: Board, flags_doc: str = "../../docs/flags.md") -> str:
-    """One self-contained HTML page (no external files): the table sorts by clicking a header and filters
-    by typing; intervals show inline and on hover; each entry links to its record. On a corruption track a family's
-    cell lists its corruptions' accuracies on hover."""
+def _escaped(value: object) -> Markup:
+    """How a template shows a value: escaped as :func:`html.escape` does (quotes included), unless it is markup
+    already (a macro's output, a page's style and script); the pages have always used these entities."""
+    return value if isinstance(value, Markup) else Markup(html.escape(str(value)))
+
+
+@functools.cache
+def environment() -> Environment:
+    """The Jinja2 environment of the leaderboard's HTML templates (``robench/leaderboard/templates``): autoescape on,
+    undefined names an error."""
+    return Environment(loader=PackageLoader("robench.leaderboard", "templates"), undefined=StrictUndefined,
+                       autoescape=True, finalize=_escaped, trim_blocks=True, lstrip_blocks=True,
+                       keep_trailing_newline=True)
+
+
+def asset(name: str) -> Markup:
+    """A style sheet or script of the templates folder (``board.css``, ``board.js``, ``pages.css``), as it is."""
+    return Markup((resources.files("robench.leaderboard") / "templates" / name).read_text(encoding="utf-8"))
+
+
+def _th(col: str, label: str, num: bool = False, title: str | None = None) -> dict[str, Any]:
+    """A column's header: its ``data-col`` key, label, whether it holds numbers, its hover text."""
+    return {"col": col, "label": label, "num": num, "title": title}
+
+
+def table(b: Board, flags_doc: str = FLAGS_DOC, site: bool = False) -> dict[str, Any]:
+    """What the board's table shows (``head``, ``rows``, ``notes``), for the templates: per row its cells' text, sort
+    keys and hover titles. On the standalone page a model's name links its paper (http(s) only), ``record`` its
+    record file and a flag ``flags_doc``; on the static site (``site``) the name links the entry's page, ``record``
+    the record copied beside it and a flag the entry page's account of it."""
     t = b.track
-    e_ = html.escape
     corruption = t.kind == CORRUPTIONS
     columns = corruption_columns(t) if corruption else [*COLUMNS, ("avg", "Avg"), ("ri", "RI")]
-    head = ['<th data-col="rank" class="num">Rank</th>', '<th data-col="model">Model</th>',
-            '<th data-col="defense">Defense</th>']
-    head += [f'<th data-col="{e_(k)}" class="num">{e_(h)}</th>' for k, h in columns]
-    head += ['<th data-col="extra">Extra data</th>', '<th data-col="passes" class="num">Passes</th>']
+    head = [_th("rank", "Rank", True), _th("model", "Model"), _th("defense", "Defense")]
+    head += [_th(k, h, True) for k, h in columns]
+    head += [_th("extra", "Extra data"), _th("passes", "Passes", True)]
     if not corruption:
-        head.append('<th data-col="reliance" class="num" title="share of predictions that change when the RGB / the '
-                    'skeleton is swapped between clips">Reliance R / S</th>')
-    head.append('<th data-col="checked">Checked</th>')
-    body = []
+        head.append(_th("reliance", "Reliance R / S", True, "share of predictions that change when the RGB / the "
+                        "skeleton is swapped between clips"))
+    head.append(_th("checked", "Checked"))
+    rows = []
     for row in b.rows:
         e = row.entry
-        name = e_(e["name"])
-        if link := safe_link(e.get("paper")):  # http(s) only: a javascript: or data: link stays text
-            name = f'<a href="{e_(link)}" rel="noopener noreferrer">{name}</a>'
-        name += f' <a class="record" href="{e_(row.file.name)}">record</a>'
+        entry_id = str(e["id"])
+        flags = []
         for f in row.flags:
             concerns = f' ({", ".join(f["cells"])})' if f["cells"] else ""
-            name += (f' <a class="flag" title="{e_(f["code"])}{e_(concerns)}: {e_(f["message"])}" '
-                     f'href="{e_(flags_doc)}#{e_(f["code"])}">&#9888;</a>')
-        if e.get("footnote"):
-            name += f'<br><small>{e_(e["footnote"])}</small>'
-        rank_sort = str(row.ranked.rank) if row.ranked else "9998" if row.verified else "9999"
-        cells = [f'<td class="num" data-sort="{rank_sort}">{e_(_rank(row))}</td>',
-                 f'<td data-sort="{e_(e["name"].lower())}">{name}</td>',
-                 f'<td data-sort="{e_(e["defense"].lower())}">{e_(e["defense"])}</td>']
+            href = f"{entry_id}.html#flag-{f['code']}" if site else f"{flags_doc}#{f['code']}"
+            flags.append({"title": f"{f['code']}{concerns}: {f['message']}", "href": href})
+        values = []
         for key, _ in columns:
             v = row.value(key)
             iv = row.interval(key)
             said = row.record["reported"].get(key) if row.verified else None
             extra = f"; reported {said:.2f}" if said is not None else ""
-            title = f' title="95% interval {interval_text(*iv, "detail")}{extra}"' if iv else ""
+            title = f"95% interval {interval_text(*iv, 'detail')}{extra}" if iv else None
             if key.startswith("family:") and row.verified:
-                title = f' title="{e_(_family_detail(t, row, key.partition(":")[2]))}"'
-            inline = f'<span class="iv">{interval_text(*iv)}</span>' if iv else ""
-            sort = "" if v is None else f"{v:.4f}"
-            cells.append(f'<td class="num" data-sort="{sort}"{title}>{_num(v)}{inline}</td>')
-        extra = e_(str(e.get("extra_data") or "none"))
-        passes = int(e.get("forward_passes", 1))
-        cells.append(f'<td data-sort="{extra}">{extra}</td>')
-        cells.append(f'<td class="num" data-sort="{passes}">{passes}</td>')
-        if not corruption:
-            cells.append(f'<td class="num" data-sort="{float(row.reliance.get("rgb", -1)):.4f}">'
-                         f'{e_(_reliance(row))}</td>')
-        cells.append(f'<td data-sort="{e_(_checked(row))}"><small>{e_(_checked(row))}</small></td>')
-        search = e_(" ".join([e["name"], e["defense"], e["architecture"], " ".join(e["authors"])]).lower())
-        cls = ' class="unverified"' if not row.verified else ' class="flagged"' if row.doubtful else ""
-        body.append(f'<tr data-id="{e_(e["id"])}" data-search="{search}"{cls}>' + "".join(cells) + "</tr>")
-    notes = "".join(f"<li>{e_(n)}</li>" for n in b.notes)
-    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{e_(t.title)}</title>'
-            f"<style>{_STYLE}</style></head><body>\n<h1>{e_(t.title)}</h1>\n"
-            f"<p>Track <code>{e_(t.name)}</code> v{t.version} (<code>{e_(t.digest[:19])}…</code>). "
-            f"{e_(t.description)}</p>\n"
-            '<input id="filter" type="search" placeholder="Filter by model, defense or author" '
-            'aria-label="filter">\n'
-            f'<table id="board"><thead><tr>{"".join(head)}</tr></thead><tbody>\n' + "\n".join(body)
-            + f'\n</tbody></table>\n<ul class="notes">{notes}</ul>\n<script>{_SCRIPT}</script>\n</body></html>\n')
+                title = _family_detail(t, row, key.partition(":")[2])
+            values.append({"sort": "" if v is None else f"{v:.4f}", "title": title,
+                           "text": _lowered(row, key) + _num(v), "interval": interval_text(*iv) if iv else None})
+        reliance = None if corruption else {"sort": f"{float(row.reliance.get('rgb', -1)):.4f}",
+                                            "text": _reliance(row)}
+        rows.append({
+            "id": entry_id, "cls": "unverified" if not row.verified else "flagged" if row.doubtful else "",
+            "search": " ".join([e["name"], e["defense"], e["architecture"], " ".join(e["authors"])]).lower(),
+            "rank": _rank(row), "rank_sort": str(row.ranked.rank) if row.ranked else "9998" if row.verified else "9999",
+            "name": e["name"], "name_sort": e["name"].lower(), "paper": safe_link(e.get("paper")),
+            "entry_href": f"{entry_id}.html" if site else None,
+            "record_href": f"{entry_id}.json" if site else row.file.name, "flags": flags,
+            "footnote": e.get("footnote"), "defense": e["defense"], "defense_sort": e["defense"].lower(),
+            "cells": values, "extra": str(e.get("extra_data") or "none"), "passes": int(e.get("forward_passes", 1)),
+            "reliance": reliance, "checked": _checked(row)})
+    return {"head": head, "rows": rows, "notes": b.notes}
+
+
+def page(b: Board, flags_doc: str = FLAGS_DOC) -> str:
+    """One self-contained HTML page (no external files; ``templates/board.html.j2`` with ``board.css`` and
+    ``board.js`` inline): the table sorts by clicking a header and filters by typing; intervals show inline and on
+    hover; each entry links to its record. On a corruption track a family's cell lists its corruptions' accuracies
+    on hover."""
+    return environment().get_template("board.html.j2").render(
+        track=b.track, style=asset("board.css"), script=asset("board.js"), **table(b, flags_doc))
 
 
 def _family_detail(track: Track, row: Row, family: str) -> str:
