@@ -11,6 +11,7 @@
     robench leaderboard add ENTRY --track NAME [--reported-only] [--root leaderboard]
     robench leaderboard verify RECORD
     robench leaderboard challenge RECORD --adversarial FILE
+    robench leaderboard transfer --track NAME
     robench leaderboard render --format html|markdown|latex|csv|bibtex [--track NAME] [--out PATH]
     robench leaderboard get TRACK ENTRY [--out FILE]
     robench leaderboard site --out DIR [--root leaderboard]
@@ -353,6 +354,11 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             out.print(escape(line), highlight=False)
         return 0 if outcome.accepted else 1
     root = Path(args.root)
+    if args.action == "transfer":
+        for path in commands.transfer(root, args.track, _cache_dir(args), select_device(args.device), args.scenario,
+                                      args.progress, lambda line: err.print(escape(line), highlight=False)):
+            err.print(f"wrote {escape(str(path))}")
+        return 0
     if args.action == "render":
         for path in commands.render_tracks(root, args.format, args.track, Path(args.out) if args.out else None):
             err.print(f"wrote {path}")
@@ -506,6 +512,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--cache", help="model and data cache folder (default $ROBENCH_CACHE or <store folder>/cache)")
     q.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps; or $ROBENCH_DEVICE")
     q.add_argument("--progress", choices=("auto", "rich", "plain", "quiet"), default="auto")
+    q = lsub.add_parser("transfer", help="attack each entry's model with the track's PGD and classify the "
+                        "adversarial clips with every other entry's; write <root>/<track>/transfer.json")
+    q.add_argument("--track", required=True, help="a bundled track, or a track file")
+    q.add_argument("--scenario", action="append", choices=("R", "S", "RS"),
+                   help="only this attacked scenario (repeatable; default: every one of the track)")
+    where_args(q)
     q = lsub.add_parser("render", help="render a track's records (one file per track)")
     q.add_argument("--format", choices=("html", "markdown", "latex", "csv", "bibtex"), default="html")
     q.add_argument("--track", help="only this track (default: every track with records)")

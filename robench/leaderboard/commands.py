@@ -234,8 +234,25 @@ def render_tracks(root: Path, fmt: str, track_name: str | None = None, out: Path
             raise RobenchError(f"no records of track {track.name} under {root}: add an entry first")
         target = out or folder / DEFAULT_FILES[fmt]
         target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, render(board(track, folder), fmt))
+        from robench.leaderboard.transfer import with_section
+
+        atomic_write(target, with_section(render(board(track, folder), fmt), fmt, track, folder))
         written.append(target)
+    return written
+
+
+def transfer(root: Path, track_name: str, cache: Path, device: torch.device, scenarios: list[str] | None = None,
+             progress: str = "quiet", say: Any = None) -> list[Path]:
+    """``robench leaderboard transfer``: the transfer artefact and heatmap of a track's entries
+    (:mod:`robench.leaderboard.transfer`), then the track's Markdown and HTML boards rendered again where they exist
+    (they gain the transfer section); returns the files written."""
+    from robench.leaderboard.transfer import run_transfer
+
+    track = load_track(track_name)
+    written = run_transfer(root, track, cache, device, scenarios, progress, say)
+    for fmt in ("markdown", "html"):
+        if (root / track.name / DEFAULT_FILES[fmt]).is_file():
+            written += render_tracks(root, fmt, track_name)
     return written
 
 

@@ -43,6 +43,7 @@ from robench.leaderboard.names import safe_link
 from robench.leaderboard.ranking import ALPHA, Ranked, doubtful, rank
 from robench.leaderboard.record import ranking_of, read_record
 from robench.leaderboard.tracks import CORRUPTIONS, SCENARIO_LABELS, Track
+from robench.leaderboard.transfer import TRANSFER_FILE
 from robench.report.metrics import INTERVAL_DECIMALS, interval_text, widen
 
 FORMATS = ("html", "markdown", "latex", "csv", "bibtex")
@@ -125,6 +126,8 @@ def board(track: Track, folder: Path) -> Board:
     rows: list[Row] = []
     notes: list[str] = []
     for path in sorted(folder.glob("*.json")):
+        if path.name == TRANSFER_FILE:  # (the transfer artefact lies next to the records: not one)
+            continue
         record = read_record(path)
         t = record["track"]
         if t["name"] != track.name or t["digest"] != track.digest:

@@ -1,0 +1,389 @@
+"""Black-box transfer between a track's entries: ``robench leaderboard transfer --track NAME``.
+
+Each entry's model (the one its record was evaluated on: the model zoo, or built as ``robench leaderboard verify``
+builds it) is attacked with the track's own PGD (its ``pgd`` attack, eps, threat scale, bounds and plausible limits,
+random starts seeded per clip as the evaluation seeds them) on each attacked scenario of the track, over the track's
+evaluated clips; the adversarial inputs are then classified by every entry's model. The result, per (source, target,
+scenario), is one correctness bit per clip; the diagonal (source = target) is the white-box PGD accuracy.
+
+**The artefact** ``<root>/<track>/transfer.json`` (written atomically; never part of the sealed records, whose
+schema it leaves alone) holds the track's name, version and digest, the clip count, the attack's identity, each
+entry's model ids, the per-clip bits (base64 of packed bits, as records hold them) and a SHA-256 digest over the rest.
+It is read back with every key checked (:func:`read_transfer`): a damaged or edited file is a :class:`TransferError`.
+
+**The page.** When the artefact lies next to the records, the track's Markdown and HTML boards gain one section
+(everything else byte for byte as without it): the matrix on the ranking scenario (rows sources, columns targets,
+accuracy %, the diagonal white-box), a link to the heatmap ``transfer.png``, and per target the lowest accuracy under
+another entry's adversarial inputs ("Transfer (min)"). Transfer is informative: it is not part of the worst case yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from robench.errors import RobenchError
+from robench.files import atomic_file, atomic_write
+from robench.leaderboard.record import CORRUPTION_KIND, decode_bits, encode_bits, kind_of, read_record
+from robench.leaderboard.tracks import SCENARIO_LABELS, Track
+
+#: the artefact's file name in a track's folder, and the heatmap's
+TRANSFER_FILE = "transfer.json"
+HEATMAP_FILE = "transfer.png"
+#: the artefact's format version
+TRANSFER_SCHEMA = 1
+KIND = "robench-transfer"
+#: the modalities each attacked scenario perturbs
+ATTACKED = {"R": ("rgb",), "S": ("skeleton",), "RS": ("rgb", "skeleton")}
+KEYS = ("schema", "kind", "track", "clips", "attack", "scenarios", "models", "cells", "digest")
+#: the heading of the page section (the marker :func:`with_section` inserts it by)
+HEADING = "Transfer between entries (black-box)"
+
+
+class TransferError(RobenchError):
+    """A transfer artefact that is damaged, edited or of another track: it is not used."""
+
+
+# -- the artefact ---------------------------------------------------------------------------------------
+
+def digest_of(data: dict[str, Any]) -> str:
+    """SHA-256 of the artefact's canonical JSON without its ``digest``."""
+    body = {k: v for k, v in data.items() if k != "digest"}
+    return "sha256:" + hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"),
+                                                 ensure_ascii=True).encode()).hexdigest()
+
+
+def _fail(where: str, said: str) -> TransferError:
+    return TransferError(f"transfer file {where}: {said}; run robench leaderboard transfer again")
+
+
+def validate_transfer(data: Any, where: str, track: Track | None = None) -> dict[str, Any]:
+    """``data`` checked as a transfer artefact (every key, type, bit string and the digest; with ``track``, made for
+    it); a :class:`TransferError` naming the first fault."""
+    if not isinstance(data, dict):
+        raise _fail(where, "not a JSON object")
+    if sorted(data) != sorted(KEYS):
+        raise _fail(where, f"keys {sorted(data)}; allowed: {', '.join(KEYS)}")
+    if data["schema"] != TRANSFER_SCHEMA or data["kind"] != KIND:
+        raise _fail(where, f"schema {data['schema']!r} / kind {data['kind']!r}; allowed: {TRANSFER_SCHEMA} / {KIND}")
+    if data["digest"] != digest_of(data):
+        raise _fail(where, "its digest does not match its content (the file was edited or damaged)")
+    t = data["track"]
+    if not isinstance(t, dict) or not all(isinstance(t.get(k), str) for k in ("name", "digest")):
+        raise _fail(where, "key 'track' must hold the track's name and digest")
+    if track is not None and (t["name"] != track.name or t["digest"] != track.digest):
+        raise _fail(where, f"made for track {t['name']} ({str(t['digest'])[:19]}…), not {track.name} "
+                    f"v{track.version} ({track.digest[:19]}…)")
+    clips = data["clips"]
+    if not isinstance(clips, dict) or not isinstance(clips.get("count"), int) or isinstance(clips["count"], bool) \
+            or clips["count"] < 1:
+        raise _fail(where, "key 'clips.count' must be a positive integer")
+    n = int(clips["count"])
+    models = data["models"]
+    if not isinstance(models, dict) or not models or not all(
+            isinstance(v, dict) and isinstance(v.get("name"), str) and isinstance(v.get("model_ids"), list)
+            for v in models.values()):
+        raise _fail(where, "key 'models' must map entry ids to {name, model_ids}")
+    scenarios = data["scenarios"]
+    if not isinstance(scenarios, list) or not scenarios or any(s not in ATTACKED for s in scenarios):
+        raise _fail(where, f"key 'scenarios' is {scenarios!r}; allowed: a list of R, S, RS")
+    cells = data["cells"]
+    if not isinstance(cells, dict) or sorted(cells) != sorted(scenarios):
+        raise _fail(where, "key 'cells' must hold one matrix per scenario")
+    for s, matrix in cells.items():
+        if not isinstance(matrix, dict) or sorted(matrix) != sorted(models):
+            raise _fail(where, f"key 'cells.{s}' must have one row per model")
+        for src, row in matrix.items():
+            if not isinstance(row, dict) or sorted(row) != sorted(models):
+                raise _fail(where, f"key 'cells.{s}.{src}' must have one column per model")
+            for tgt, text in row.items():
+                if not isinstance(text, str):
+                    raise _fail(where, f"key 'cells.{s}.{src}.{tgt}' is not a bit string")
+                try:
+                    decode_bits(text, n, where, f"cells.{s}.{src}.{tgt}")
+                except RobenchError as exc:
+                    raise TransferError(str(exc)) from None
+    if not isinstance(data["attack"], dict):
+        raise _fail(where, "key 'attack' must be a mapping")
+    return data
+
+
+def read_transfer(path: str | Path, track: Track | None = None) -> dict[str, Any]:
+    """Read and validate a transfer artefact (:func:`validate_transfer`)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _fail(str(path), f"not readable JSON ({type(exc).__name__})") from None
+    return validate_transfer(data, str(path), track)
+
+
+def write_transfer(path: Path, data: dict[str, Any]) -> Path:
+    """Write an artefact atomically, its digest set."""
+    data = {**{k: v for k, v in data.items() if k != "digest"}}
+    data["digest"] = digest_of(data)
+    validate_transfer(data, str(path))
+    return atomic_write(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def bits(data: dict[str, Any], scenario: str) -> dict[str, dict[str, np.ndarray]]:
+    """``{source: {target: per-clip correctness}}`` of a validated artefact on ``scenario``."""
+    n = int(data["clips"]["count"])
+    return {s: {t: decode_bits(text, n) for t, text in row.items()} for s, row in data["cells"][scenario].items()}
+
+
+def accuracy(data: dict[str, Any], scenario: str) -> dict[str, dict[str, float]]:
+    """``{source: {target: accuracy %}}`` on ``scenario``."""
+    return {s: {t: 100.0 * float(b.mean()) for t, b in row.items()} for s, row in bits(data, scenario).items()}
+
+
+def transfer_min(data: dict[str, Any], scenario: str) -> dict[str, tuple[float, str] | None]:
+    """Per target, the lowest accuracy under another entry's adversarial inputs on ``scenario`` and that source
+    (None with a single entry)."""
+    acc = accuracy(data, scenario)
+    out: dict[str, tuple[float, str] | None] = {}
+    for t in data["models"]:
+        others = [(acc[s][t], s) for s in data["models"] if s != t]
+        out[t] = min(others) if others else None
+    return out
+
+
+# -- computing it -----------------------------------------------------------------------------------------
+
+def _pgd_component(protocol: Any) -> tuple[str, Any]:
+    variant = next(iter(protocol.variants.values()))
+    found = [(k, a.attack) for k, a in variant.attacks.items() if a.attack.type == "pgd"]
+    if not found:
+        raise RobenchError("the track has no PGD attack (type: pgd) to transfer")
+    return next(((k, c) for k, c in found if k == "pgd"), found[0])
+
+
+def compute(track: Track, folder: Path, cache: Path, device: torch.device, scenarios: list[str] | None = None,
+            progress: str = "quiet", say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The transfer artefact of the verified records under ``folder`` (see the module docstring); not written."""
+    from robench.api import dataset
+    from robench.data.base import to_model_inputs
+    from robench.hashing import derive_seed
+    from robench.leaderboard.challenge import entry_model, predictions
+    from robench.leaderboard.commands import entry_of
+    from robench.leaderboard.entry import load_entry
+    from robench.leaderboard.evaluate import entry_protocol, model_code_errors
+    from robench.registry import ATTACKS
+
+    if track.kind == CORRUPTION_KIND:
+        raise RobenchError(f"track {track.name} is a corruption track: there are no attacks to transfer")
+    chosen = scenarios or track.attacked
+    if bad := [s for s in chosen if s not in track.attacked or s not in ATTACKED]:
+        raise RobenchError(f"transfer --scenario {', '.join(bad)}: the track attacks {', '.join(track.attacked)}")
+    records: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for path in sorted(folder.glob("*.json")):
+        if path.name == TRANSFER_FILE:
+            continue
+        record = read_record(path)
+        if record["status"] != "verified" or kind_of(record) == CORRUPTION_KIND \
+                or record["track"]["digest"] != track.digest:
+            continue
+        records[str(record["entry"]["id"])] = (path, record)
+    if not records:
+        raise RobenchError(f"no verified records of track {track.name} v{track.version} under {folder}")
+    models: dict[str, Any] = {}
+    entries: dict[str, Any] = {}
+    for eid, (path, record) in records.items():
+        models[eid] = entry_model(record, path, track, cache, device, progress)
+        entries[eid] = load_entry(entry_of(record, path))
+    protocol = entry_protocol(next(iter(entries.values())), track)
+    key, component = _pgd_component(protocol)
+    variant = next(iter(protocol.variants.values()))
+    seed = int(track.data["evaluation"].get("seed") or 0)
+    batch_size = int(track.data["evaluation"].get("batch_size") or 32)
+    clips = dataset(track.path, split=str(track.data["evaluation"]["split"]), cache=cache / "data")
+    n = len(clips)
+    ids = list(range(n))
+    correct: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    for scenario in chosen:
+        attack = ATTACKS.build(component.type, **variant.threat.attack_kwargs(component, list(ATTACKED[scenario]),
+                                                                              track.eps))
+        correct[scenario] = {}
+        for src, model in models.items():
+            if say:
+                say(f"{SCENARIO_LABELS.get(scenario, scenario)}: attacking {src}")
+            adv_parts: dict[str, list[torch.Tensor]] = {}
+            labels_parts = []
+            for start in range(0, n, batch_size):
+                idx = clips.indices[start:start + batch_size]
+                batch = clips.clips.get_batch(idx)
+                inputs = to_model_inputs(batch, device)
+                labels = batch["label"].to(device, dtype=torch.int64)
+                seeds = torch.tensor([derive_seed(seed, int(i)) for i in idx], dtype=torch.int64)
+                with model_code_errors(entries[src]):
+                    adv = attack(model, inputs, labels, seeds)
+                for m, x in adv.items():
+                    adv_parts.setdefault(m, []).append(x.detach().cpu())
+                labels_parts.append(labels.cpu())
+            adv_all = {m: torch.cat(xs) for m, xs in adv_parts.items()}
+            labels_all = torch.cat(labels_parts)
+            correct[scenario][src] = {}
+            for tgt, target in models.items():
+                pred = predictions(target, adv_all, batch_size, device, f"{src}'s adversarial inputs", ids)
+                correct[scenario][src][tgt] = (pred == labels_all).numpy().astype(bool)
+    params = {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v))
+              for k, v in dict(component.params).items()}
+    return {
+        "schema": TRANSFER_SCHEMA, "kind": KIND,
+        "track": {"name": track.name, "version": track.version, "digest": track.digest},
+        "clips": {"count": n, "digest": track.clips.get("digest")},
+        "attack": {"key": key, "type": component.type, "label": str(track.data["attacks"][key].get("label", key)),
+                   "params": params, "eps": track.data["eps"]},
+        "scenarios": list(chosen),
+        "models": {eid: {"name": str(r["entry"]["name"]), "model_ids": list(r["provenance"].get("model_ids") or [])}
+                   for eid, (_, r) in records.items()},
+        "cells": {s: {src: {tgt: encode_bits(b) for tgt, b in row.items()} for src, row in m.items()}
+                  for s, m in correct.items()},
+    }
+
+
+def heatmap(data: dict[str, Any], scenario: str, path: Path) -> Path:
+    """The matrix on ``scenario`` as a PNG heatmap (accuracy %, rows sources, columns targets), written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ids = list(data["models"])
+    names = [data["models"][i]["name"] for i in ids]
+    acc = accuracy(data, scenario)
+    grid = np.array([[acc[s][t] for t in ids] for s in ids])
+    size = 1.0 + 0.7 * len(ids)
+    fig, ax = plt.subplots(figsize=(size + 2.5, size + 1.5))
+    im = ax.imshow(grid, vmin=0, vmax=100, cmap="viridis")
+    ax.set_xticks(range(len(ids)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(ids)), names)
+    ax.set_xlabel("target (classifies)")
+    ax.set_ylabel("source (attacked, white-box)")
+    for i in range(len(ids)):
+        for j in range(len(ids)):
+            ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=8,
+                    color="white" if grid[i, j] < 60 else "black", fontweight="bold" if i == j else "normal")
+    label = SCENARIO_LABELS.get(scenario, scenario)
+    ax.set_title(f"{data['attack']['label']} transfer on {label}, accuracy %")
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
+def run_transfer(root: Path, track: Track, cache: Path, device: torch.device, scenarios: list[str] | None = None,
+                 progress: str = "quiet", say: Callable[[str], None] | None = None) -> list[Path]:
+    """``robench leaderboard transfer``: compute and write the artefact and the heatmap; returns the files written."""
+    folder = root / track.name
+    data = compute(track, folder, cache, device, scenarios, progress, say)
+    written = [write_transfer(folder / TRANSFER_FILE, data)]
+    scenario = page_scenario(track, data)
+    if scenario is not None:
+        written.append(heatmap(data, scenario, folder / HEATMAP_FILE))
+    return written
+
+
+# -- the page ---------------------------------------------------------------------------------------------
+
+def page_scenario(track: Track, data: dict[str, Any]) -> str | None:
+    """The scenario the page shows: the track's ranking one if the artefact has it, else its first."""
+    return track.rank_by if track.rank_by in data["scenarios"] else (data["scenarios"] or [None])[0]
+
+
+def _note(track: Track, data: dict[str, Any], scenario: str) -> str:
+    label = SCENARIO_LABELS.get(scenario, scenario)
+    return (f"Each row's model was attacked white-box by the track's {data['attack']['label']} on {label} (eps "
+            f"{data['attack']['eps']}, random starts seeded per clip), and every column's model classified those "
+            "adversarial clips: accuracy %, the diagonal (bold) the white-box attack. Transfer (min): the lowest "
+            "accuracy of a model under another entry's adversarial clips (black-box). Transfer is informative: it is "
+            "not part of the worst case or the ranking yet. Made by robench leaderboard transfer "
+            f"({TRANSFER_FILE}, digest {str(data['digest'])[:19]}…).")
+
+
+def _cells(track: Track, data: dict[str, Any]) -> tuple[str, list[str], list[list[str]], list[list[str]]] | None:
+    scenario = page_scenario(track, data)
+    if scenario is None:
+        return None
+    ids = list(data["models"])
+    acc = accuracy(data, scenario)
+    lows = transfer_min(data, scenario)
+    matrix = [[data["models"][s]["name"]] + [f"{acc[s][t]:.2f}" for t in ids] for s in ids]
+    summary = []
+    for t in ids:
+        low = lows[t]
+        summary.append([data["models"][t]["name"], f"{acc[t][t]:.2f}",
+                        "–" if low is None else f"{low[0]:.2f}",
+                        "–" if low is None else data["models"][low[1]]["name"]])
+    return scenario, [data["models"][t]["name"] for t in ids], matrix, summary
+
+
+def markdown_section(track: Track, data: dict[str, Any]) -> str:
+    """The Markdown section of the track's board."""
+    found = _cells(track, data)
+    if found is None:
+        return ""
+    scenario, heads, matrix, summary = found
+    label = SCENARIO_LABELS.get(scenario, scenario)
+
+    def md(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = ["", f"## {HEADING}, {label}", "", _note(track, data, scenario), "",
+             "| Source \\ Target | " + " | ".join(map(md, heads)) + " |",
+             "|---|" + "---:|" * len(heads)]
+    for i, row in enumerate(matrix):
+        cells = [f"**{c}**" if j == i + 1 else c for j, c in enumerate(row)]
+        lines.append("| " + md(cells[0]) + " | " + " | ".join(cells[1:]) + " |")
+    lines += ["", "| Model | White-box PGD | Transfer (min) | From |", "|---|---:|---:|---|"]
+    lines += [f"| {md(r[0])} | {r[1]} | {r[2]} | {md(r[3])} |" for r in summary]
+    lines += ["", f"![Transfer heatmap on {label}]({HEATMAP_FILE})", ""]
+    return "\n".join(lines)
+
+
+def html_section(track: Track, data: dict[str, Any]) -> str:
+    """The HTML section of the track's board (every text escaped)."""
+    found = _cells(track, data)
+    if found is None:
+        return ""
+    scenario, heads, matrix, summary = found
+    label = SCENARIO_LABELS.get(scenario, scenario)
+    e = html.escape
+    out = [f'<section id="transfer"><h2>{e(HEADING)}, {e(label)}</h2>', f"<p>{e(_note(track, data, scenario))}</p>",
+           "<table><thead><tr><th>Source \\ Target</th>" + "".join(f"<th>{e(h)}</th>" for h in heads)
+           + "</tr></thead><tbody>"]
+    for i, row in enumerate(matrix):
+        cells = "".join(f"<td><b>{e(c)}</b></td>" if j == i else f"<td>{e(c)}</td>" for j, c in enumerate(row[1:]))
+        out.append(f"<tr><th>{e(row[0])}</th>{cells}</tr>")
+    out.append("</tbody></table>")
+    out.append("<table><thead><tr><th>Model</th><th>White-box PGD</th><th>Transfer (min)</th><th>From</th></tr>"
+               "</thead><tbody>" + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>"
+                                           for r in summary) + "</tbody></table>")
+    out.append(f'<p><a href="{HEATMAP_FILE}"><img src="{HEATMAP_FILE}" alt="Transfer heatmap on {e(label)}" '
+               'style="max-width:100%"></a></p></section>')
+    return "\n".join(out) + "\n"
+
+
+def with_section(text: str, fmt: str, track: Track, folder: Path) -> str:
+    """A rendered board ``text`` with the transfer section added when ``folder`` holds a transfer artefact (Markdown:
+    at the end; HTML: before ``</body>``); other formats, or no artefact, unchanged."""
+    path = folder / TRANSFER_FILE
+    if fmt not in ("markdown", "html") or not path.is_file():
+        return text
+    data = read_transfer(path, track)
+    if fmt == "markdown":
+        return text + markdown_section(track, data)
+    marker = "</body>"
+    at = text.rfind(marker)
+    if at < 0:
+        return text
+    return text[:at] + html_section(track, data) + text[at:]
