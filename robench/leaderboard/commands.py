@@ -234,9 +234,7 @@ def render_tracks(root: Path, fmt: str, track_name: str | None = None, out: Path
             raise RobenchError(f"no records of track {track.name} under {root}: add an entry first")
         target = out or folder / DEFAULT_FILES[fmt]
         target.parent.mkdir(parents=True, exist_ok=True)
-        from robench.leaderboard.transfer import with_section
-
-        atomic_write(target, with_section(render(board(track, folder), fmt), fmt, track, folder))
+        atomic_write(target, render(board(track, folder), fmt))
         written.append(target)
     return written
 

@@ -662,6 +662,15 @@ def validate_record(data: Any, where: str) -> dict[str, Any]:
     return record
 
 
+#: the transfer artefact (:mod:`robench.leaderboard.transfer`) lies beside a track's records; it is not one
+TRANSFER_FILE = "transfer.json"
+
+
+def record_files(folder: Path) -> list[Path]:
+    """The record files of a track's folder (``leaderboard/<track>/*.json`` but the transfer artefact), by name."""
+    return [p for p in sorted(folder.glob("*.json")) if p.name != TRANSFER_FILE]
+
+
 def read_record(path: str | Path) -> dict[str, Any]:
     """Read and check a record file (plain JSON: nothing in it can run)."""
     path = Path(path)

@@ -41,9 +41,9 @@ from robench.errors import RobenchError
 from robench.leaderboard.challenge import challenge_notes, lowered
 from robench.leaderboard.names import safe_link
 from robench.leaderboard.ranking import ALPHA, Ranked, doubtful, rank
-from robench.leaderboard.record import ranking_of, read_record
+from robench.leaderboard.record import ranking_of, read_record, record_files
 from robench.leaderboard.tracks import CORRUPTIONS, SCENARIO_LABELS, Track
-from robench.leaderboard.transfer import TRANSFER_FILE
+from robench.leaderboard.transfer import Section, board_section, markdown_section
 from robench.report.metrics import INTERVAL_DECIMALS, interval_text, widen
 
 FORMATS = ("html", "markdown", "latex", "csv", "bibtex")
@@ -119,15 +119,15 @@ class Board:
     track: Track
     rows: list[Row]
     notes: list[str] = field(default_factory=list)
+    #: the transfer matrix's section, when a transfer artefact lies beside the records
+    transfer: Section | None = None
 
 
 def board(track: Track, folder: Path) -> Board:
     """Read every record under ``folder`` (``leaderboard/<track>/*.json``) and rank the verified ones."""
     rows: list[Row] = []
     notes: list[str] = []
-    for path in sorted(folder.glob("*.json")):
-        if path.name == TRANSFER_FILE:  # (the transfer artefact lies next to the records: not one)
-            continue
+    for path in record_files(folder):
         record = read_record(path)
         t = record["track"]
         if t["name"] != track.name or t["digest"] != track.digest:
@@ -162,7 +162,7 @@ def board(track: Track, folder: Path) -> Board:
         notes.append("Unverified entries show the numbers their authors reported, not measured by robench; they "
                      "are not ranked.")
     notes += challenge_notes(r.record for r in ordered + flagged)  # numbers external challenges lowered
-    return Board(track, ordered + flagged + unverified, notes)
+    return Board(track, ordered + flagged + unverified, notes, board_section(track, folder))
 
 
 def rank_key(track: Track) -> str:
@@ -292,6 +292,11 @@ def _lowered(row: Row, key: str) -> str:
 
 
 def markdown(b: Board) -> str:
+    """The board as Markdown (with the transfer section, if any, at the end)."""
+    return _markdown_table(b) + (markdown_section(b.transfer) if b.transfer is not None else "")
+
+
+def _markdown_table(b: Board) -> str:
     t = b.track
     # (a track's name is a checked name: letters, digits, '_', '.', '-', shown as code)
     lines = [f"# {_md(t.title)}", "", f"Track `{t.name}` v{t.version} ({t.digest[:19]}…). {_md(t.description)}", ""]
@@ -536,7 +541,7 @@ def page(b: Board, flags_doc: str = FLAGS_DOC) -> str:
     hover; each entry links to its record. On a corruption track a family's cell lists its corruptions' accuracies
     on hover."""
     return environment().get_template("board.html.j2").render(
-        track=b.track, style=asset("board.css"), script=asset("board.js"), **table(b, flags_doc))
+        track=b.track, style=asset("board.css"), script=asset("board.js"), transfer=b.transfer, **table(b, flags_doc))
 
 
 def _family_detail(track: Track, row: Row, family: str) -> str:

@@ -12,7 +12,8 @@ entry's model ids, the per-clip bits (base64 of packed bits, as records hold the
 It is read back with every key checked (:func:`read_transfer`): a damaged or edited file is a :class:`TransferError`.
 
 **The page.** When the artefact lies next to the records, the track's Markdown and HTML boards gain one section
-(everything else byte for byte as without it): the matrix on the ranking scenario (rows sources, columns targets,
+(:func:`section`, rendered by :func:`markdown_section` and ``templates/_transfer.html.j2``; everything else byte for
+byte as without it): the matrix on the ranking scenario (rows sources, columns targets,
 accuracy %, the diagonal white-box), a link to the heatmap ``transfer.png``, and per target the lowest accuracy under
 another entry's adversarial inputs ("Transfer (min)"). Transfer is informative: it is not part of the worst case yet.
 """
@@ -20,9 +21,9 @@ another entry's adversarial inputs ("Transfer (min)"). Transfer is informative: 
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +32,23 @@ import torch
 
 from robench.errors import RobenchError
 from robench.files import atomic_file, atomic_write
-from robench.leaderboard.record import CORRUPTION_KIND, decode_bits, encode_bits, kind_of, read_record
+from robench.leaderboard.record import (
+    CORRUPTION_KIND,
+    TRANSFER_FILE,
+    decode_bits,
+    encode_bits,
+    kind_of,
+    read_record,
+    record_files,
+)
 from robench.leaderboard.tracks import SCENARIO_LABELS, Track
+from robench.scenarios import ATTACKED_SCENARIOS, SCENARIOS
 
-#: the artefact's file name in a track's folder, and the heatmap's
-TRANSFER_FILE = "transfer.json"
+#: the heatmap's file name in a track's folder (the artefact's is :data:`~robench.leaderboard.record.TRANSFER_FILE`)
 HEATMAP_FILE = "transfer.png"
 #: the artefact's format version
 TRANSFER_SCHEMA = 1
 KIND = "robench-transfer"
-#: the modalities each attacked scenario perturbs
-ATTACKED = {"R": ("rgb",), "S": ("skeleton",), "RS": ("rgb", "skeleton")}
 KEYS = ("schema", "kind", "track", "clips", "attack", "scenarios", "models", "cells", "digest")
 #: the heading of the page section (the marker :func:`with_section` inserts it by)
 HEADING = "Transfer between entries (black-box)"
@@ -92,7 +99,7 @@ def validate_transfer(data: Any, where: str, track: Track | None = None) -> dict
             for v in models.values()):
         raise _fail(where, "key 'models' must map entry ids to {name, model_ids}")
     scenarios = data["scenarios"]
-    if not isinstance(scenarios, list) or not scenarios or any(s not in ATTACKED for s in scenarios):
+    if not isinstance(scenarios, list) or not scenarios or any(s not in ATTACKED_SCENARIOS for s in scenarios):
         raise _fail(where, f"key 'scenarios' is {scenarios!r}; allowed: a list of R, S, RS")
     cells = data["cells"]
     if not isinstance(cells, dict) or sorted(cells) != sorted(scenarios):
@@ -180,12 +187,10 @@ def compute(track: Track, folder: Path, cache: Path, device: torch.device, scena
     if track.kind == CORRUPTION_KIND:
         raise RobenchError(f"track {track.name} is a corruption track: there are no attacks to transfer")
     chosen = scenarios or track.attacked
-    if bad := [s for s in chosen if s not in track.attacked or s not in ATTACKED]:
+    if bad := [s for s in chosen if s not in track.attacked or s not in ATTACKED_SCENARIOS]:
         raise RobenchError(f"transfer --scenario {', '.join(bad)}: the track attacks {', '.join(track.attacked)}")
     records: dict[str, tuple[Path, dict[str, Any]]] = {}
-    for path in sorted(folder.glob("*.json")):
-        if path.name == TRANSFER_FILE:
-            continue
+    for path in record_files(folder):
         record = read_record(path)
         if record["status"] != "verified" or kind_of(record) == CORRUPTION_KIND \
                 or record["track"]["digest"] != track.digest:
@@ -208,7 +213,7 @@ def compute(track: Track, folder: Path, cache: Path, device: torch.device, scena
     ids = list(range(n))
     correct: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     for scenario in chosen:
-        attack = ATTACKS.build(component.type, **variant.threat.attack_kwargs(component, list(ATTACKED[scenario]),
+        attack = ATTACKS.build(component.type, **variant.threat.attack_kwargs(component, list(SCENARIOS[scenario]),
                                                                               track.eps))
         correct[scenario] = {}
         for src, model in models.items():
@@ -310,80 +315,56 @@ def _note(track: Track, data: dict[str, Any], scenario: str) -> str:
             f"({TRANSFER_FILE}, digest {str(data['digest'])[:19]}…).")
 
 
-def _cells(track: Track, data: dict[str, Any]) -> tuple[str, list[str], list[list[str]], list[list[str]]] | None:
+@dataclass(frozen=True)
+class Section:
+    """What the board shows of a transfer artefact: the matrix on :func:`page_scenario` (rows sources, columns
+    targets, accuracy %), and per target its white-box accuracy and its lowest transfer accuracy with the source."""
+
+    heading: str
+    label: str
+    note: str
+    heads: list[str]
+    matrix: list[list[str]]  # [source name, accuracy on each target...]
+    summary: list[list[str]]  # [target name, white-box, transfer (min), from]
+    heatmap: str = HEATMAP_FILE
+
+
+def section(track: Track, data: dict[str, Any]) -> Section | None:
+    """The board's transfer section of a validated artefact (None if it has no scenario to show)."""
     scenario = page_scenario(track, data)
     if scenario is None:
         return None
     ids = list(data["models"])
+    name = {i: data["models"][i]["name"] for i in ids}
     acc = accuracy(data, scenario)
     lows = transfer_min(data, scenario)
-    matrix = [[data["models"][s]["name"]] + [f"{acc[s][t]:.2f}" for t in ids] for s in ids]
-    summary = []
-    for t in ids:
-        low = lows[t]
-        summary.append([data["models"][t]["name"], f"{acc[t][t]:.2f}",
-                        "–" if low is None else f"{low[0]:.2f}",
-                        "–" if low is None else data["models"][low[1]]["name"]])
-    return scenario, [data["models"][t]["name"] for t in ids], matrix, summary
+    matrix = [[name[s]] + [f"{acc[s][t]:.2f}" for t in ids] for s in ids]
+    summary = [[name[t], f"{acc[t][t]:.2f}", "–" if (low := lows[t]) is None else f"{low[0]:.2f}",
+                "–" if low is None else name[low[1]]] for t in ids]
+    return Section(HEADING, SCENARIO_LABELS.get(scenario, scenario), _note(track, data, scenario),
+                   [name[t] for t in ids], matrix, summary)
 
 
-def markdown_section(track: Track, data: dict[str, Any]) -> str:
-    """The Markdown section of the track's board."""
-    found = _cells(track, data)
-    if found is None:
-        return ""
-    scenario, heads, matrix, summary = found
-    label = SCENARIO_LABELS.get(scenario, scenario)
+def markdown_section(sec: Section) -> str:
+    """The section as Markdown, appended to the track's Markdown board."""
 
     def md(text: str) -> str:
         return text.replace("|", "\\|")
 
-    lines = ["", f"## {HEADING}, {label}", "", _note(track, data, scenario), "",
-             "| Source \\ Target | " + " | ".join(map(md, heads)) + " |",
-             "|---|" + "---:|" * len(heads)]
-    for i, row in enumerate(matrix):
+    lines = ["", f"## {sec.heading}, {sec.label}", "", sec.note, "",
+             "| Source \\ Target | " + " | ".join(map(md, sec.heads)) + " |",
+             "|---|" + "---:|" * len(sec.heads)]
+    for i, row in enumerate(sec.matrix):
         cells = [f"**{c}**" if j == i + 1 else c for j, c in enumerate(row)]
         lines.append("| " + md(cells[0]) + " | " + " | ".join(cells[1:]) + " |")
     lines += ["", "| Model | White-box PGD | Transfer (min) | From |", "|---|---:|---:|---|"]
-    lines += [f"| {md(r[0])} | {r[1]} | {r[2]} | {md(r[3])} |" for r in summary]
-    lines += ["", f"![Transfer heatmap on {label}]({HEATMAP_FILE})", ""]
+    lines += [f"| {md(r[0])} | {r[1]} | {r[2]} | {md(r[3])} |" for r in sec.summary]
+    lines += ["", f"![Transfer heatmap on {sec.label}]({sec.heatmap})", ""]
     return "\n".join(lines)
 
 
-def html_section(track: Track, data: dict[str, Any]) -> str:
-    """The HTML section of the track's board (every text escaped)."""
-    found = _cells(track, data)
-    if found is None:
-        return ""
-    scenario, heads, matrix, summary = found
-    label = SCENARIO_LABELS.get(scenario, scenario)
-    e = html.escape
-    out = [f'<section id="transfer"><h2>{e(HEADING)}, {e(label)}</h2>', f"<p>{e(_note(track, data, scenario))}</p>",
-           "<table><thead><tr><th>Source \\ Target</th>" + "".join(f"<th>{e(h)}</th>" for h in heads)
-           + "</tr></thead><tbody>"]
-    for i, row in enumerate(matrix):
-        cells = "".join(f"<td><b>{e(c)}</b></td>" if j == i else f"<td>{e(c)}</td>" for j, c in enumerate(row[1:]))
-        out.append(f"<tr><th>{e(row[0])}</th>{cells}</tr>")
-    out.append("</tbody></table>")
-    out.append("<table><thead><tr><th>Model</th><th>White-box PGD</th><th>Transfer (min)</th><th>From</th></tr>"
-               "</thead><tbody>" + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>"
-                                           for r in summary) + "</tbody></table>")
-    out.append(f'<p><a href="{HEATMAP_FILE}"><img src="{HEATMAP_FILE}" alt="Transfer heatmap on {e(label)}" '
-               'style="max-width:100%"></a></p></section>')
-    return "\n".join(out) + "\n"
-
-
-def with_section(text: str, fmt: str, track: Track, folder: Path) -> str:
-    """A rendered board ``text`` with the transfer section added when ``folder`` holds a transfer artefact (Markdown:
-    at the end; HTML: before ``</body>``); other formats, or no artefact, unchanged."""
+def board_section(track: Track, folder: Path) -> Section | None:
+    """The transfer section of the board of ``track`` in ``folder``: None unless a transfer artefact lies there (read
+    and validated against the track)."""
     path = folder / TRANSFER_FILE
-    if fmt not in ("markdown", "html") or not path.is_file():
-        return text
-    data = read_transfer(path, track)
-    if fmt == "markdown":
-        return text + markdown_section(track, data)
-    marker = "</body>"
-    at = text.rfind(marker)
-    if at < 0:
-        return text
-    return text[:at] + html_section(track, data) + text[at:]
+    return section(track, read_transfer(path, track)) if path.is_file() else None

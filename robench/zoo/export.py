@@ -30,13 +30,12 @@ def export_track(track: str, leaderboard: Path, cache: Path, out: Path) -> dict[
     returns the manifest."""
     from robench.leaderboard.commands import entry_of
     from robench.leaderboard.entry import load_entry
-    from robench.leaderboard.record import read_record
-    from robench.leaderboard.transfer import TRANSFER_FILE
+    from robench.leaderboard.record import read_record, record_files
     from robench.train.files import load_tensors
     from robench.zoo.load import planned_job
     from robench.zoo.weights import write_safetensors
 
-    records = sorted(p for p in (leaderboard / track).glob("*.json") if p.name != TRANSFER_FILE)
+    records = record_files(leaderboard / track)
     if not records:
         raise RobenchError(f"no records of track {track} under {leaderboard}")
     entries: dict[str, Any] = {}
