@@ -512,8 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--cache", help="model and data cache folder (default $ROBENCH_CACHE or <store folder>/cache)")
     q.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps; or $ROBENCH_DEVICE")
     q.add_argument("--progress", choices=("auto", "rich", "plain", "quiet"), default="auto")
-    q = lsub.add_parser("transfer", help="attack each entry's model with the track's PGD and classify the "
-                        "adversarial clips with every other entry's; write <root>/<track>/transfer.json")
+    q = lsub.add_parser("transfer", help="attack each entry's model with the track's PGD (and APGD-CE when it "
+                        "runs AutoAttack) and classify the adversarial clips with every other entry's; write "
+                        "<root>/<track>/transfer.json (the board counts them in the worst case)")
     q.add_argument("--track", required=True, help="a bundled track, or a track file")
     q.add_argument("--scenario", action="append", choices=("R", "S", "RS"),
                    help="only this attacked scenario (repeatable; default: every one of the track)")

@@ -20,7 +20,16 @@ import torch
 
 from robench.cli import main
 from robench.leaderboard.ranking import mcnemar_exact, rank
-from robench.leaderboard.record import bits_of, columns_of, per_sample_of, read_record, results_from_bits, write_record
+from robench.leaderboard.record import (
+    RecordError,
+    bits_of,
+    check_numbers,
+    columns_of,
+    per_sample_of,
+    read_record,
+    results_from_bits,
+    write_record,
+)
 from robench.leaderboard.tracks import bundled_tracks, load_track
 from robench.store import ResultsStore, unpack_bits
 
@@ -231,6 +240,12 @@ def test_records_hold_the_stored_results_and_validate(board_dir: dict[str, Path]
         assert res["worst"] == res["RS"]
         rel = res["reliance"]  # measured on the first batch; empty only for a model predicting one class there
         assert rel == {} or (set(rel) == {"rgb", "skeleton", "clips"} and 0 <= rel["rgb"] <= 1 and rel["clips"] == 12)
+        # the accuracy with each input replaced, on every evaluated clip, follows from the bits the record holds
+        assert set(res["replaced"]) == {"rgb", "skeleton"} and all(r["n"] == 12 for r in res["replaced"].values())
+        edited = json.loads(json.dumps(record))
+        edited["results"]["replaced"]["rgb"]["accuracy"] = 100.0 - edited["results"]["replaced"]["rgb"]["accuracy"] + 1
+        with pytest.raises(RecordError, match=r"results\.replaced\.rgb"):
+            check_numbers(edited, "edited")
         # the clean column is the stored clean cell, bit for bit
         cells = store.cells(record["provenance"]["cell_ids"])
         clean = [c for c in cells.values() if json.loads(c["spec"]).get("scenario") == "clean"]

@@ -21,7 +21,7 @@ import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +40,13 @@ from robench.leaderboard.record import (
     corruption_results,
     digest_of_bits,
     digest_of_corruption_bits,
+    encode_bits,
     per_sample_of,
     results_from_bits,
 )
+from robench.leaderboard.reliance import replaced_results
 from robench.leaderboard.tracks import CORRUPTIONS, PRECISION, SCENARIO_LABELS, Track
-from robench.plan import ModelJob, Plan
+from robench.plan import ModelJob, Plan, make_plan
 from robench.progress import Progress
 from robench.protocol.load import RawProtocol, load_raw, merge
 from robench.protocol.schema import Protocol, validate
@@ -133,6 +135,9 @@ class Evaluation:
     layout: RunLayout
     cells: dict[str, dict[str, Any]]
     seconds: float
+    #: per input, the per-clip correctness with that input replaced by another action's clip's (attack tracks, two
+    #: inputs: :mod:`robench.leaderboard.reliance`)
+    replaced: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def evaluate_entry(entry: Entry, track: Track, store: ResultsStore, cache: Path, device: torch.device | str | None,
@@ -167,11 +172,29 @@ def run_entry(entry: Entry, track: Track, store: ResultsStore, cache: ModelCache
                             provided=provided_models(entry, protocol))
     try:
         summary = runner.run(protocol)
+        replaced = _replaced(entry, track, protocol, runner, data_dir, device) if track.kind != CORRUPTIONS else {}
     finally:
         runner.release()
     layout = RunLayout.from_json(store.latest_runs()[protocol.name]["layout"])
     cells = store.cells(layout.cell_ids())
-    return Evaluation(protocol, layout, cells, summary.seconds)
+    return Evaluation(protocol, layout, cells, summary.seconds, replaced)
+
+
+def _replaced(entry: Entry, track: Track, protocol: Protocol, runner: Runner, data_dir: Path,
+              device: torch.device) -> dict[str, np.ndarray]:
+    """The entry's accuracy with each input replaced (:func:`robench.leaderboard.reliance.replaced_bits`) on the
+    track's evaluated clips, with the model the evaluation used."""
+    from robench.api import dataset
+    from robench.leaderboard.reliance import replaced_bits
+
+    plan = make_plan(protocol, runner.runtime.precision, runner.ranks.world)
+    jobs = [job for job in plan.models.values() if entry.id in job.defense_ids]
+    if len(jobs) != 1:
+        return {}
+    model = runner.model_of(plan, jobs[0]).model.eval()
+    evaluation = track.data["evaluation"]
+    clips = dataset(track.path, split=str(evaluation["split"]), cache=data_dir)
+    return replaced_bits(model, clips, int(evaluation.get("batch_size") or 32), device)
 
 
 # -- outputs that are not finite -----------------------------------------------------------------------
@@ -295,7 +318,6 @@ def provided_models(entry: Entry, protocol: Protocol) -> dict[str, TrainedModel]
     if not isinstance(entry.model, ObjectModel):
         return {}
     from robench.defenses.provided import Provided
-    from robench.plan import make_plan
 
     (job_id,) = make_plan(protocol).models
     return {job_id: TrainedModel(entry.model.model, Provided(entry.model.model.digest))}
@@ -392,18 +414,21 @@ def build_record(entry: Entry, track: Track, ev: Evaluation, device: torch.devic
     results = results_from_bits(clean, attacks, members, track.rank_by, labels)
     results["ri"] = 0.0 if entry.id == track.baseline else None
     results["reliance"] = reliance_of(ev.cells)
+    results["replaced"] = replaced_results(ev.replaced)
     if baseline is not None and baseline["results"].get("avg") is not None:
         results["ri"] = (results["clean"]["accuracy"] + results["avg"]) - (
             baseline["results"]["clean"]["accuracy"] + baseline["results"]["avg"])
     count, digest = clips or clips_digest(ev.protocol)
     eps = track.eps
     plausible = {"plausible": track.plausible} if track.plausible is not None else {}
+    scale = {m: float(track.data["threat"].get(m, {}).get("scale", 1.0)) for m in ("rgb", "skeleton")}
     return {
         "schema": RECORD_SCHEMA,
         "status": "verified",
         "track": {"name": track.name, "version": track.version, "digest": track.digest, "eps": eps,
-                  "eps_units": {"rgb": f"{255 * eps:.3g} grey levels of 255",
-                                "skeleton": f"{eps:.4g} m ({100 * eps:.3g} cm)"},
+                  "eps_units": {"rgb": f"{255 * eps * scale['rgb']:.3g} grey levels of 255",
+                                "skeleton": f"{eps * scale['skeleton']:.4g} m ({100 * eps * scale['skeleton']:.3g} "
+                                            "cm)"},
                   "rank_by": track.rank_by, "clips": {"count": count, "digest": digest}, **plausible},
         "entry": {**entry.metadata(), "source": source},
         "results": results,
@@ -411,7 +436,8 @@ def build_record(entry: Entry, track: Track, ev: Evaluation, device: torch.devic
         "reported": entry.reported.get(track.name, {}),
         "provenance": _provenance(entry, ev, device),
         "verification": {},
-        "per_sample": per_sample_of(clean, attacks, members),
+        "per_sample": {**per_sample_of(clean, attacks, members),
+                       "replaced": {m: encode_bits(b) for m, b in ev.replaced.items()}},
         "per_sample_digest": digest_of_bits(clean, attacks, eps),
         "seal": {},
     }

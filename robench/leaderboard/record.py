@@ -15,7 +15,9 @@ A record (``leaderboard/<track>/<entry id>.json``, schema :data:`RECORD_SCHEMA`)
   device, precision, seeds, model and cell ids, protocol hash, when it was evaluated) and
   ``verification`` (when ``robench leaderboard verify`` last re-evaluated it, and with which robench);
 - ``per_sample``: the per-clip results, bit-packed in base64: ``clean``, each attack's per scenario
-  (``attacks``) and each AutoAttack member's (``members``); ``per_sample_digest`` over them;
+  (``attacks``) and each AutoAttack member's (``members``); ``per_sample_digest`` over them; and ``replaced``, per
+  input, the per-clip results with that input replaced by another action's clip's (``results.replaced`` shows
+  them: :mod:`robench.leaderboard.reliance`);
 - ``challenges`` (optional; absent until someone challenges the entry): the accepted external evaluations
   (``robench leaderboard challenge``, :mod:`robench.leaderboard.challenge`), in the order they were accepted, each
   ``{author, attack, date, sha256, scenario, clips, clips_broken, robench, device}``: who submitted it, what the
@@ -461,9 +463,26 @@ def check_numbers(record: dict[str, Any], where: str) -> None:
         for s, bits in per.items():
             _check_summary(_mapping(shown_members[m], where, f"results.autoattack.{m}").get(s), bits, where,
                            f"results.autoattack.{m}.{s}")
+    _check_replaced(record, clean.size, where)
     if record["per_sample_digest"] != digest_of_bits(clean, attacks, float(record["track"]["eps"])):
         raise RecordError(f"record {where}: key 'per_sample_digest': it is not the digest of the record's per-clip "
                           "results; the record was edited or damaged")
+
+
+def _check_replaced(record: dict[str, Any], n: int, where: str) -> None:
+    """``results.replaced`` (accuracy with each input replaced: :mod:`robench.leaderboard.reliance`) against its
+    per-clip results ``per_sample.replaced``; a record made before they existed has neither."""
+    stored, shown = record["per_sample"].get("replaced"), record["results"].get("replaced")
+    if stored is None and shown is None:
+        return
+    bits = {m: decode_bits(t, n, where, f"per_sample.replaced.{m}")
+            for m, t in _mapping(stored, where, "per_sample.replaced").items()}
+    shown = _mapping(shown, where, "results.replaced")
+    if set(shown) != set(bits):
+        raise _fail(where, "results.replaced", sorted(shown), f"one entry per input of per_sample.replaced: "
+                    f"{sorted(bits)}")
+    for m, b in bits.items():
+        _check_summary(shown[m], b, where, f"results.replaced.{m}")
 
 
 # -- corruption tracks -------------------------------------------------------------------------------

@@ -41,10 +41,21 @@ from robench.errors import RobenchError
 from robench.leaderboard.challenge import challenge_notes, lowered
 from robench.leaderboard.names import safe_link
 from robench.leaderboard.ranking import ALPHA, Ranked, doubtful, rank
-from robench.leaderboard.record import ranking_of, read_record, record_files
+from robench.leaderboard.record import TRANSFER_FILE, ranking_of, read_record, record_files, summary
 from robench.leaderboard.tracks import CORRUPTIONS, SCENARIO_LABELS, Track
-from robench.leaderboard.transfer import Section, board_section, markdown_section
-from robench.report.metrics import INTERVAL_DECIMALS, interval_text, widen
+from robench.leaderboard.transfer import (
+    Lowering,
+    Section,
+    attack_label,
+    current_models,
+    lowering_notes,
+    lowerings,
+    markdown_section,
+    read_transfer,
+    section,
+    transfer_min,
+)
+from robench.report.metrics import INTERVAL_DECIMALS, avg, interval_text, widen
 
 FORMATS = ("html", "markdown", "latex", "csv", "bibtex")
 #: the accuracy columns of every format: (record key, header)
@@ -59,6 +70,11 @@ class Row:
     record: dict[str, Any]
     file: Path
     ranked: Ranked | None
+    #: the columns other entries' adversarial clips lowered (black-box transfer), by scenario; its ``results`` are
+    #: then the lowered ones (in memory: the sealed record on disk is the entry's own evaluation)
+    transfer: dict[str, Lowering] = field(default_factory=dict)
+    #: the lowest accuracy (%) under another entry's adversarial clips on the ranking scenario (black-box transfer)
+    transfer_low: float | None = None
 
     @property
     def entry(self) -> dict[str, Any]:
@@ -92,9 +108,18 @@ class Row:
         """The record's reliance on each input (``{rgb, skeleton, clips}``; empty when not measured)."""
         return dict(self.record["results"].get("reliance") or {}) if self.verified else {}
 
+    @property
+    def replaced(self) -> dict[str, float]:
+        """The accuracy (%) with each input replaced by another action's clip's (``{rgb, skeleton}``:
+        :mod:`robench.leaderboard.reliance`); empty when not measured."""
+        found = self.record["results"].get("replaced") or {} if self.verified else {}
+        return {m: float(found[m]["accuracy"]) for m in ("rgb", "skeleton") if isinstance(found.get(m), dict)}
+
     def value(self, key: str) -> float | None:
         """A column's number (percent): a results key, ``family:<family>`` or ``corruption:<name>`` (corruption
-        tracks); an unverified entry's reported number."""
+        tracks), ``transfer`` (:attr:`transfer_low`); an unverified entry's reported number."""
+        if key == "transfer":
+            return self.transfer_low
         if self.verified:
             kind, _, name = key.partition(":")
             if kind in ("family", "corruption") and name:
@@ -136,6 +161,31 @@ def board(track: Track, folder: Path) -> Board:
             continue
         rows.append(Row(record, path, None))
     verified = [r for r in rows if r.verified]
+    # challenges' notes quote the numbers challenges left: taken before transfer lowers them further
+    challenged = {id(r.record): challenge_notes([r.record]) for r in verified}
+    transfer = read_transfer(folder / TRANSFER_FILE) \
+        if track.kind != CORRUPTIONS and (folder / TRANSFER_FILE).is_file() else None
+    transferred: list[str] = []
+    if transfer is not None and transfer["track"]["digest"] != track.digest:
+        notes.append(f"{TRANSFER_FILE} was made for track {transfer['track']['name']} "
+                     f"v{transfer['track'].get('version', '?')}, not {track.name} v{track.version}: left out (run "
+                     "robench leaderboard transfer again)")
+        transfer = None
+    if transfer is not None:
+        attack_records = {str(r.entry["id"]): r.record for r in verified}
+        lowered_by = lowerings(transfer, attack_records)
+        usable, _ = current_models(transfer, attack_records)
+        lows = transfer_min(transfer, track.rank_by) if track.rank_by in transfer["scenarios"] else {}
+        for r in verified:
+            r.transfer = lowered_by.get(str(r.entry["id"]), {})
+            low = lows.get(str(r.entry["id"])) if str(r.entry["id"]) in usable else None
+            r.transfer_low = None if low is None else low[0]
+            _apply_transfer(r, track.rank_by)
+        transferred = [f"Transfer: the lowest accuracy on {SCENARIO_LABELS.get(track.rank_by, track.rank_by)} under "
+                       f"another entry's {attack_label(transfer)} adversarial clips (black-box; the matrix is below). "
+                       "A clip that another entry's adversarial version fools is not robust: it counts in the worst "
+                       "case like the track's own attacks."]
+        transferred += lowering_notes(transfer, attack_records, lowered_by)
     base = next((r for r in verified if r.entry["id"] == track.baseline), None)
     for r in verified if track.kind != CORRUPTIONS else []:  # RI against the track's baseline as it stands now
         res = r.record["results"]
@@ -146,9 +196,11 @@ def board(track: Track, folder: Path) -> Board:
         raise RobenchError(f"records under {folder} evaluated different clips ({len(clips)} clip lists); "
                            "re-run robench leaderboard add for the stale ones")
     by_key = {r.entry["id"]: r for r in verified if not r.doubtful}
-    scored = {k: ranking_of(r.record, str(r.file)) for k, r in by_key.items()}
+    scored = {k: (r.transfer[track.rank_by].after, r.transfer[track.rank_by].bits) if track.rank_by in r.transfer
+              else ranking_of(r.record, str(r.file)) for k, r in by_key.items()}
     ranked = rank({k: score for k, (score, _) in scored.items()}, {k: bits for k, (_, bits) in scored.items()})
-    ordered = [Row(by_key[x.key].record, by_key[x.key].file, x) for x in ranked]
+    ordered = [Row(by_key[x.key].record, by_key[x.key].file, x, by_key[x.key].transfer, by_key[x.key].transfer_low)
+               for x in ranked]
     flagged = sorted((r for r in verified if r.doubtful),
                      key=lambda r: (-(r.value(rank_key(track)) or 0.0), str(r.entry["id"])))
     unverified = sorted((r for r in rows if not r.verified), key=lambda r: -(r.value(rank_key(track)) or -1))
@@ -161,8 +213,21 @@ def board(track: Track, folder: Path) -> Board:
     if unverified:
         notes.append("Unverified entries show the numbers their authors reported, not measured by robench; they "
                      "are not ranked.")
-    notes += challenge_notes(r.record for r in ordered + flagged)  # numbers external challenges lowered
-    return Board(track, ordered + flagged + unverified, notes, board_section(track, folder))
+    notes += [n for r in ordered + flagged for n in challenged[id(r.record)]]  # numbers external challenges lowered
+    notes += transferred
+    return Board(track, ordered + flagged + unverified, notes, section(track, transfer) if transfer else None)
+
+
+def _apply_transfer(row: Row, rank_by: str) -> None:
+    """Put the columns transfer lowered into ``row``'s results (in memory), with the worst case and Avg they
+    change; RI follows from them when the board computes it."""
+    res = row.record["results"]
+    for scenario, low in row.transfer.items():
+        res[scenario] = summary(low.bits)
+        if scenario == rank_by:
+            res["worst"] = summary(low.bits)
+    if row.transfer and all(res.get(s) is not None for s in ("R", "S", "RS")):
+        res["avg"] = avg(*(float(res[s]["accuracy"]) for s in ("R", "S", "RS")))
 
 
 def rank_key(track: Track) -> str:
@@ -234,11 +299,17 @@ def _rank(row: Row) -> str:
 
 
 def _reliance(row: Row) -> str:
-    """The share of predictions that change when the RGB / the skeleton is swapped between clips."""
-    rel = row.reliance
-    if "rgb" not in rel or "skeleton" not in rel:
+    """The accuracy with the RGB / the skeleton replaced by another action's clip's (``91 / 12``)."""
+    rep = row.replaced
+    if "rgb" not in rep or "skeleton" not in rep:
         return "–"
-    return f"{100 * float(rel['rgb']):.0f}% / {100 * float(rel['skeleton']):.0f}%"
+    return f"{rep['rgb']:.0f} / {rep['skeleton']:.0f}"
+
+
+#: what the *Without R / S* column shows
+RELIANCE_NOTE = ("Without R / S: the accuracy (%) when the RGB / the skeleton of each evaluated clip is replaced by "
+                 "that of a clip of another action (the next such clip in the track's order); near the clean accuracy, "
+                 "the model ignores that input, near 0 it reads that input alone (docs/leaderboard.md#reliance).")
 
 
 def _checked(row: Row) -> str:
@@ -284,11 +355,23 @@ def _md_interval(row: Row, key: str) -> str:
     return _lowered(row, key) + _num(row.value(key)) + (f" <sub>{interval_text(*iv)}</sub>" if iv else "")
 
 
+def before(row: Row, key: str) -> float | None:
+    """What column ``key`` (``R``, ``S``, ``RS`` or ``worst``) of ``row`` was under the track's attacks alone, when
+    accepted challenges (:func:`~robench.leaderboard.challenge.lowered`) or other entries' transferred adversarial
+    clips lowered it; else None."""
+    if not row.verified:
+        return None
+    challenged = lowered(row.record, key)
+    if challenged is not None:
+        return challenged
+    low = row.transfer.get(str(row.record["track"]["rank_by"]) if key == "worst" else key)
+    return None if low is None else low.before
+
+
 def _lowered(row: Row, key: str) -> str:
-    """``"35.00 → "`` before a number that accepted challenges lowered (robench's own attacks gave 35.00), else ``""``
-    (:func:`~robench.leaderboard.challenge.lowered`)."""
-    before = lowered(row.record, key) if row.verified else None
-    return "" if before is None else f"{_num(before)} → "
+    """``"35.00 → "`` before a number that challenges or transfer lowered (:func:`before`), else ``""``."""
+    was = before(row, key)
+    return "" if was is None else f"{_num(was)} → "
 
 
 def markdown(b: Board) -> str:
@@ -314,21 +397,20 @@ def _markdown_table(b: Board) -> str:
         lines.append("")
         lines += [f"- {_md(n)}" for n in b.notes]
         return "\n".join(lines + _md_footnotes(b)) + "\n"
-    lines += ["| Rank | Model | Defense | " + " | ".join(h for _, h in COLUMNS) + " | Avg | RI | Extra data | Passes "
-              "| Reliance R / S | Checked |",
-              "|---|---|---|" + "---:|" * (len(COLUMNS) + 2) + "---|---:|---:|---|"]
+    extra = [("avg", "Avg"), ("ri", "RI"), *([("transfer", "Transfer")] if b.transfer is not None else [])]
+    lines += ["| Rank | Model | Defense | " + " | ".join(h for _, h in [*COLUMNS, *extra]) + " | Extra data | Passes "
+              "| Without R / S | Checked |",
+              "|---|---|---|" + "---:|" * (len(COLUMNS) + len(extra)) + "---|---:|---:|---|"]
     for row in b.rows:
         e = row.entry
-        cells = [_md_interval(row, key) for key, _ in COLUMNS]
+        cells = [_md_interval(row, key) for key, _ in COLUMNS] + [_num(row.value(key)) for key, _ in extra]
         rank_text = _rank(row) if row.ranked else f"*{_rank(row)}*"
         lines.append(f"| {rank_text} | {_md_name(row)} | {_md(e['defense'])} | " + " | ".join(cells)
-                     + f" | {_num(row.value('avg'))} | {_num(row.value('ri'))} | {_md(e.get('extra_data') or 'none')}"
+                     + f" | {_md(e.get('extra_data') or 'none')}"
                      f" | {int(e.get('forward_passes', 1))} | {_reliance(row)} | {_md(_checked(row))} |")
     lines.append("")
     lines += [f"- {_md(n)}" for n in b.notes]
-    lines.append("- Reliance R / S: the share of the first evaluated batch's predictions that change when the RGB / "
-                 "the skeleton of each clip is swapped with another clip's; 0% means the model ignores that input "
-                 "(docs/flags.md#ignores-input).")
+    lines.append(f"- {RELIANCE_NOTE}")
     return "\n".join(lines + _md_footnotes(b)) + "\n"
 
 
@@ -362,7 +444,8 @@ _NUMBER = re.compile(r"-?\d+(\.\d+)?")
 
 
 def _reliance_fields(row: Row) -> list[str]:
-    return [f"{float(row.reliance[m]):.4f}" if m in row.reliance else "" for m in ("rgb", "skeleton")]
+    return [*(f"{float(row.reliance[m]):.4f}" if m in row.reliance else "" for m in ("rgb", "skeleton")),
+            *(_num(row.replaced[m]) if m in row.replaced else "" for m in ("rgb", "skeleton"))]
 
 
 def csv_text(b: Board) -> str:
@@ -372,7 +455,8 @@ def csv_text(b: Board) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["rank", "id", "name", "status", "defense", "architecture", *[k for k, _ in COLUMNS],
                 *[f"{k}_lo" for k, _ in COLUMNS], *[f"{k}_hi" for k, _ in COLUMNS], "avg", "ri", "n",
-                "extra_data", "forward_passes", "reliance_rgb", "reliance_skeleton", "flags", "paper"])
+                "transfer", "extra_data", "forward_passes", "reliance_rgb", "reliance_skeleton", "without_rgb",
+                "without_skeleton", "flags", "paper"])
     for row in b.rows:
         e = row.entry
         ivs = [row.interval(k) for k, _ in COLUMNS]
@@ -382,7 +466,8 @@ def csv_text(b: Board) -> str:
                   *[widen(*iv, INTERVAL_DECIMALS["data"])[0] if iv else "" for iv in ivs],
                   *[widen(*iv, INTERVAL_DECIMALS["data"])[1] if iv else "" for iv in ivs],
                   _num(row.value("avg")) if row.value("avg") is not None else "",
-                  _num(row.value("ri")) if row.value("ri") is not None else "", n, e.get("extra_data") or "none",
+                  _num(row.value("ri")) if row.value("ri") is not None else "", n,
+                  _num(row.transfer_low) if row.transfer_low is not None else "", e.get("extra_data") or "none",
                   e.get("forward_passes", 1), *_reliance_fields(row), " ".join(f["code"] for f in row.flags),
                   e.get("paper") or ""]
         w.writerow([_cell(x) for x in fields])
@@ -492,13 +577,14 @@ def table(b: Board, flags_doc: str = FLAGS_DOC, site: bool = False) -> dict[str,
     the record copied beside it and a flag the entry page's account of it."""
     t = b.track
     corruption = t.kind == CORRUPTIONS
-    columns = corruption_columns(t) if corruption else [*COLUMNS, ("avg", "Avg"), ("ri", "RI")]
+    columns = corruption_columns(t) if corruption else [*COLUMNS, ("avg", "Avg"), ("ri", "RI"), *(
+        [("transfer", "Transfer")] if b.transfer is not None else [])]
     head = [_th("rank", "Rank", True), _th("model", "Model"), _th("defense", "Defense")]
     head += [_th(k, h, True) for k, h in columns]
     head += [_th("extra", "Extra data"), _th("passes", "Passes", True)]
     if not corruption:
-        head.append(_th("reliance", "Reliance R / S", True, "share of predictions that change when the RGB / the "
-                        "skeleton is swapped between clips"))
+        head.append(_th("reliance", "Without R / S", True, "accuracy (%) with the RGB / the skeleton of each clip "
+                        "replaced by that of a clip of another action"))
     head.append(_th("checked", "Checked"))
     rows = []
     for row in b.rows:
@@ -520,8 +606,7 @@ def table(b: Board, flags_doc: str = FLAGS_DOC, site: bool = False) -> dict[str,
                 title = _family_detail(t, row, key.partition(":")[2])
             values.append({"sort": "" if v is None else f"{v:.4f}", "title": title,
                            "text": _lowered(row, key) + _num(v), "interval": interval_text(*iv) if iv else None})
-        reliance = None if corruption else {"sort": f"{float(row.reliance.get('rgb', -1)):.4f}",
-                                            "text": _reliance(row)}
+        reliance = None if corruption else {"sort": f"{row.replaced.get('rgb', -1.0):.4f}", "text": _reliance(row)}
         rows.append({
             "id": entry_id, "cls": "unverified" if not row.verified else "flagged" if row.doubtful else "",
             "search": " ".join([e["name"], e["defense"], e["architecture"], " ".join(e["authors"])]).lower(),

@@ -34,13 +34,13 @@ from typing import Any
 from robench import __version__
 from robench.errors import RobenchError
 from robench.files import atomic_write
-from robench.leaderboard.challenge import lowered
 from robench.leaderboard.names import check_name, resolve, safe_link
 from robench.leaderboard.render import (
     NOT_RANKED,
     Board,
     Row,
     asset,
+    before,
     board,
     environment,
     rank_key,
@@ -228,10 +228,10 @@ def entry_view(b: Board, row: Row) -> dict[str, Any]:
         "meta": [{"label": k, "value": _text(v), "href": h} for k, v, h in meta],
         "flags": [{**f, "doubts": f["code"] in row.doubtful} for f in row.flags],
         "reported": [{"label": LABELS.get(k, k), "value": _num(v)} for k, v in reported.items()],
-        "reliance": _reliance(res.get("reliance")),
+        "reliance": _reliance(res.get("reliance"), row.replaced),
         "challenges": [_challenge(c) for c in record["challenges"]] if isinstance(record.get("challenges"), list)
         else None,
-        "transfer": _text(record["transfer"]) if record.get("transfer") is not None else None,
+        "transfer": _transfer(b, row),
         "provenance": _provenance(record),
         "corruption": t.kind == CORRUPTIONS,
     }
@@ -256,7 +256,7 @@ def entry_view(b: Board, row: Row) -> dict[str, Any]:
     keys = ["clean", "R", "S", "RS", "worst", "avg", "ri"]
     ranking = f" (ranking: {LABELS.get(t.rank_by, t.rank_by)})"
     view["results"] = [{"label": LABELS[k] + (ranking if k == "worst" else ""),
-                        **_summary(res.get(k), reported.get(k), lowered(record, k))}
+                        **_summary(res.get(k), reported.get(k), before(row, k))}
                        for k in keys if k in res or k in reported]
     scenarios = [s for s in ("R", "S", "RS") if any(s in per for per in (res.get("by_attack") or {}).values())]
     view["attacks"] = {"scenarios": [LABELS[s] for s in scenarios],
@@ -273,13 +273,35 @@ def entry_view(b: Board, row: Row) -> dict[str, Any]:
     return view
 
 
-def _reliance(found: Any) -> dict[str, Any] | None:
-    """The record's reliance on each input, in percent (None when not measured)."""
-    if not isinstance(found, dict) or not found:
+def _transfer(b: Board, row: Row) -> dict[str, Any] | None:
+    """The entry's row and column of the board's transfer matrix (None without one, or if the matrix does not
+    list the entry): its accuracy under each entry's adversarial clips, how well its own clips fool each other
+    entry, and what transfer lowered."""
+    sec = b.transfer
+    name = str(row.entry["name"])
+    if sec is None or name not in sec.heads:
         return None
+    j = sec.heads.index(name)
+    mine = next(r for r in sec.matrix if r[0] == name)
+    return {"label": sec.label, "note": sec.note,
+            "rows": [{"other": r[0], "against": r[1 + j], "by": mine[1 + i], "self": r[0] == name}
+                     for i, r in enumerate(sec.matrix)],
+            "lowered": [{"scenario": LABELS.get(s, s), "before": _num(low.before), "after": _num(low.after),
+                         "clips": len(low.broken), "sources": ", ".join(f"{k} {v}" for k, v in low.sources.items())}
+                        for s, low in row.transfer.items()]}
+
+
+def _reliance(found: Any, replaced: dict[str, float]) -> dict[str, Any] | None:
+    """The record's reliance on each input: the share of the first batch's predictions that change with it swapped
+    (the flag's check) and the accuracy with it replaced by another action's clip's, in percent (None when neither
+    was measured)."""
+    if not (isinstance(found, dict) and found) and not replaced:
+        return None
+    found = found if isinstance(found, dict) else {}
     share = {m: f"{100 * float(v):.0f}%" if isinstance(v, (int, float)) else "–"
              for m in ("rgb", "skeleton") for v in [found.get(m)]}
-    return {**share, "clips": found.get("clips")}
+    without = {m: _num(replaced[m]) if m in replaced else "–" for m in ("rgb", "skeleton")}
+    return {**share, "clips": found.get("clips"), "without": without if replaced else None}
 
 
 def _challenge(found: Any) -> dict[str, str]:

@@ -2,12 +2,14 @@
 
 Each entry's model (the one its record was evaluated on: the model zoo, or built as ``robench leaderboard verify``
 builds it) is attacked with the track's own PGD (its ``pgd`` attack, eps, threat scale, bounds and plausible limits,
-random starts seeded per clip as the evaluation seeds them) on each attacked scenario of the track, over the track's
-evaluated clips; the adversarial inputs are then classified by every entry's model. The result, per (source, target,
-scenario), is one correctness bit per clip; the diagonal (source = target) is the white-box PGD accuracy.
+random starts seeded per clip as the evaluation seeds them) and, when the track runs AutoAttack, with its first
+member APGD-CE at the track's size, on each attacked scenario of the track, over the track's evaluated clips; the
+adversarial inputs are then classified by every entry's model. The result, per (attack, source, target, scenario),
+is one correctness bit per clip; the diagonal (source = target) is the white-box accuracy. A clip counts as
+surviving a source when it survives every attack's adversarial clip from that source (:func:`bits` with no attack).
 
 **The artefact** ``<root>/<track>/transfer.json`` (written atomically; never part of the sealed records, whose
-schema it leaves alone) holds the track's name, version and digest, the clip count, the attack's identity, each
+schema it leaves alone) holds the track's name, version and digest, the clip count, each attack's identity, each
 entry's model ids, the per-clip bits (base64 of packed bits, as records hold them) and a SHA-256 digest over the rest.
 It is read back with every key checked (:func:`read_transfer`): a damaged or edited file is a :class:`TransferError`.
 
@@ -15,7 +17,14 @@ It is read back with every key checked (:func:`read_transfer`): a damaged or edi
 (:func:`section`, rendered by :func:`markdown_section` and ``templates/_transfer.html.j2``; everything else byte for
 byte as without it): the matrix on the ranking scenario (rows sources, columns targets,
 accuracy %, the diagonal white-box), a link to the heatmap ``transfer.png``, and per target the lowest accuracy under
-another entry's adversarial inputs ("Transfer (min)"). Transfer is informative: it is not part of the worst case yet.
+another entry's adversarial inputs ("Transfer (min)").
+
+**The worst case.** Every other entry's adversarial clip is an attack inside the track's threat model (each was
+checked against it when made), so transfer counts like any attack of the track: on the board, a clip that another
+entry's adversarial version fools is not robust in that scenario (:func:`lowerings`), and the entry's column shows
+the accuracy before and after (``35.00 → 31.25``) with a note naming the sources. The sealed records are left as
+they are (their numbers are the entry's own evaluation, which ``verify`` re-checks); the board combines them with
+this artefact, whose digest it checks, and uses a source or target only while its model ids are the records'.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from robench.files import atomic_file, atomic_write
 from robench.leaderboard.record import (
     CORRUPTION_KIND,
     TRANSFER_FILE,
+    challenged_columns,
     decode_bits,
     encode_bits,
     kind_of,
@@ -47,9 +57,9 @@ from robench.scenarios import ATTACKED_SCENARIOS, SCENARIOS
 #: the heatmap's file name in a track's folder (the artefact's is :data:`~robench.leaderboard.record.TRANSFER_FILE`)
 HEATMAP_FILE = "transfer.png"
 #: the artefact's format version
-TRANSFER_SCHEMA = 1
+TRANSFER_SCHEMA = 2
 KIND = "robench-transfer"
-KEYS = ("schema", "kind", "track", "clips", "attack", "scenarios", "models", "cells", "digest")
+KEYS = ("schema", "kind", "track", "clips", "attacks", "scenarios", "models", "cells", "digest")
 #: the heading of the page section (the marker :func:`with_section` inserts it by)
 HEADING = "Transfer between entries (black-box)"
 
@@ -76,10 +86,11 @@ def validate_transfer(data: Any, where: str, track: Track | None = None) -> dict
     it); a :class:`TransferError` naming the first fault."""
     if not isinstance(data, dict):
         raise _fail(where, "not a JSON object")
+    if data.get("schema") != TRANSFER_SCHEMA or data.get("kind") != KIND:
+        raise _fail(where, f"schema {data.get('schema')!r} / kind {data.get('kind')!r}; allowed: {TRANSFER_SCHEMA} / "
+                    f"{KIND}")
     if sorted(data) != sorted(KEYS):
         raise _fail(where, f"keys {sorted(data)}; allowed: {', '.join(KEYS)}")
-    if data["schema"] != TRANSFER_SCHEMA or data["kind"] != KIND:
-        raise _fail(where, f"schema {data['schema']!r} / kind {data['kind']!r}; allowed: {TRANSFER_SCHEMA} / {KIND}")
     if data["digest"] != digest_of(data):
         raise _fail(where, "its digest does not match its content (the file was edited or damaged)")
     t = data["track"]
@@ -101,24 +112,31 @@ def validate_transfer(data: Any, where: str, track: Track | None = None) -> dict
     scenarios = data["scenarios"]
     if not isinstance(scenarios, list) or not scenarios or any(s not in ATTACKED_SCENARIOS for s in scenarios):
         raise _fail(where, f"key 'scenarios' is {scenarios!r}; allowed: a list of R, S, RS")
+    attacks = data["attacks"]
+    if not isinstance(attacks, dict) or not attacks or not all(
+            isinstance(a, dict) and isinstance(a.get("label"), str) and isinstance(a.get("type"), str)
+            for a in attacks.values()):
+        raise _fail(where, "key 'attacks' must map each source attack's key to {type, label, params, eps}")
     cells = data["cells"]
-    if not isinstance(cells, dict) or sorted(cells) != sorted(scenarios):
-        raise _fail(where, "key 'cells' must hold one matrix per scenario")
-    for s, matrix in cells.items():
-        if not isinstance(matrix, dict) or sorted(matrix) != sorted(models):
-            raise _fail(where, f"key 'cells.{s}' must have one row per model")
-        for src, row in matrix.items():
-            if not isinstance(row, dict) or sorted(row) != sorted(models):
-                raise _fail(where, f"key 'cells.{s}.{src}' must have one column per model")
-            for tgt, text in row.items():
-                if not isinstance(text, str):
-                    raise _fail(where, f"key 'cells.{s}.{src}.{tgt}' is not a bit string")
-                try:
-                    decode_bits(text, n, where, f"cells.{s}.{src}.{tgt}")
-                except RobenchError as exc:
-                    raise TransferError(str(exc)) from None
-    if not isinstance(data["attack"], dict):
-        raise _fail(where, "key 'attack' must be a mapping")
+    if not isinstance(cells, dict) or sorted(cells) != sorted(attacks):
+        raise _fail(where, "key 'cells' must hold one set of matrices per attack")
+    for a, per in cells.items():
+        if not isinstance(per, dict) or sorted(per) != sorted(scenarios):
+            raise _fail(where, f"key 'cells.{a}' must hold one matrix per scenario")
+        for s, matrix in per.items():
+            if not isinstance(matrix, dict) or sorted(matrix) != sorted(models):
+                raise _fail(where, f"key 'cells.{a}.{s}' must have one row per model")
+            for src, row in matrix.items():
+                if not isinstance(row, dict) or sorted(row) != sorted(models):
+                    raise _fail(where, f"key 'cells.{a}.{s}.{src}' must have one column per model")
+                for tgt, text in row.items():
+                    key = f"cells.{a}.{s}.{src}.{tgt}"
+                    if not isinstance(text, str):
+                        raise _fail(where, f"key '{key}' is not a bit string")
+                    try:
+                        decode_bits(text, n, where, key)
+                    except RobenchError as exc:
+                        raise TransferError(str(exc)) from None
     return data
 
 
@@ -140,20 +158,35 @@ def write_transfer(path: Path, data: dict[str, Any]) -> Path:
     return atomic_write(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
-def bits(data: dict[str, Any], scenario: str) -> dict[str, dict[str, np.ndarray]]:
-    """``{source: {target: per-clip correctness}}`` of a validated artefact on ``scenario``."""
+def bits(data: dict[str, Any], scenario: str, attack: str | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """``{source: {target: per-clip correctness}}`` of a validated artefact on ``scenario``: under ``attack``'s
+    adversarial clips, or (None) under every attack's (a clip counts only if the target gets each one right)."""
     n = int(data["clips"]["count"])
-    return {s: {t: decode_bits(text, n) for t, text in row.items()} for s, row in data["cells"][scenario].items()}
+    keys = [attack] if attack is not None else list(data["attacks"])
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for a in keys:
+        for s, row in data["cells"][a][scenario].items():
+            for t, text in row.items():
+                got = decode_bits(text, n)
+                row_out = out.setdefault(s, {})
+                row_out[t] = row_out[t] & got if t in row_out else got
+    return out
 
 
-def accuracy(data: dict[str, Any], scenario: str) -> dict[str, dict[str, float]]:
-    """``{source: {target: accuracy %}}`` on ``scenario``."""
-    return {s: {t: 100.0 * float(b.mean()) for t, b in row.items()} for s, row in bits(data, scenario).items()}
+def accuracy(data: dict[str, Any], scenario: str, attack: str | None = None) -> dict[str, dict[str, float]]:
+    """``{source: {target: accuracy %}}`` on ``scenario`` (under ``attack``, or every attack: :func:`bits`)."""
+    return {s: {t: 100.0 * float(b.mean()) for t, b in row.items()}
+            for s, row in bits(data, scenario, attack).items()}
+
+
+def attack_label(data: dict[str, Any]) -> str:
+    """The source attacks' labels, joined: ``PGD-20 and APGD-CE``."""
+    return " and ".join(str(a["label"]) for a in data["attacks"].values())
 
 
 def transfer_min(data: dict[str, Any], scenario: str) -> dict[str, tuple[float, str] | None]:
-    """Per target, the lowest accuracy under another entry's adversarial inputs on ``scenario`` and that source
-    (None with a single entry)."""
+    """Per target, the lowest accuracy under another entry's adversarial inputs (every attack's) on ``scenario`` and
+    that source (None with a single entry)."""
     acc = accuracy(data, scenario)
     out: dict[str, tuple[float, str] | None] = {}
     for t in data["models"]:
@@ -162,14 +195,129 @@ def transfer_min(data: dict[str, Any], scenario: str) -> dict[str, tuple[float, 
     return out
 
 
+@dataclass(frozen=True, eq=False)
+class Lowering:
+    """One entry's column that other entries' adversarial clips lowered (black-box transfer): its accuracy (%) under
+    the track's attacks and accepted challenges (``before``) and with transfer too (``after``), the clips transfer
+    broke (positions in the track's clips), how many of those each source's clips fool (by source name), and the
+    per-clip results after (``bits``)."""
+
+    scenario: str
+    before: float
+    after: float
+    broken: list[int]
+    sources: dict[str, int]
+    bits: np.ndarray
+
+
+def current_models(data: dict[str, Any], records: dict[str, dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """The artefact's entries whose records (``{entry id: verified record}``) list the same model ids (usable), and
+    those whose records now list others (stale: the entry was added again after the transfer was computed)."""
+    usable: list[str] = []
+    stale: list[str] = []
+    for eid, info in data["models"].items():
+        if eid in records:
+            same = list(records[eid]["provenance"].get("model_ids") or []) == list(info["model_ids"])
+            (usable if same else stale).append(eid)
+    return usable, stale
+
+
+def lowerings(data: dict[str, Any], records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Lowering]]:
+    """``{target entry id: {scenario: Lowering}}``: for each verified attack record (``{entry id: record}``) the
+    artefact lists with the same models, and each scenario of the artefact, the clips robust under the track's attacks
+    and accepted challenges that some other usable entry's adversarial clip fools; entries and scenarios transfer
+    lowered nothing are absent."""
+    usable, _ = current_models(data, records)
+    out: dict[str, dict[str, Lowering]] = {}
+    for scenario in data["scenarios"]:
+        matrix = bits(data, scenario)
+        for target in usable:
+            if kind_of(records[target]) == CORRUPTION_KIND:
+                continue
+            column = challenged_columns(records[target]).get(scenario)
+            sources = [s for s in usable if s != target]
+            if column is None or not sources or column.size != int(data["clips"]["count"]):
+                continue
+            fooled = {s: ~matrix[s][target] for s in sources}
+            broken = column & np.logical_or.reduce(list(fooled.values()))
+            if not broken.any():
+                continue
+            after = column & ~broken
+            counts = {str(data["models"][s]["name"]): int((broken & f).sum()) for s, f in fooled.items()}
+            out.setdefault(target, {})[scenario] = Lowering(
+                scenario, 100.0 * float(column.mean()), 100.0 * float(after.mean()),
+                [int(i) for i in np.flatnonzero(broken)], {k: v for k, v in counts.items() if v}, after)
+    return out
+
+
+def lowering_notes(data: dict[str, Any], records: dict[str, dict[str, Any]],
+                   lowered: dict[str, dict[str, Lowering]]) -> list[str]:
+    """The board's notes on transfer: one per lowered column, and one naming stale entries (left out of it)."""
+    notes = []
+    for target, by_scenario in lowered.items():
+        for scenario, low in by_scenario.items():
+            n = len(low.broken)
+            said = ", ".join(f"{name} {count}" for name, count in sorted(low.sources.items(), key=lambda kv: (-kv[1],
+                                                                                                             kv[0])))
+            notes.append(f"{records[target]['entry']['name']}: {SCENARIO_LABELS.get(scenario, scenario)} "
+                         f"{low.before:.2f} → {low.after:.2f}, lowered by {n} clip{'s' if n != 1 else ''} that other "
+                         f"entries' {attack_label(data)} adversarial clips fool (black-box transfer, "
+                         f"{TRANSFER_FILE}; clips fooled per source: {said}).")
+    _, stale = current_models(data, records)
+    if stale:
+        names = ", ".join(str(records[e]["entry"]["name"]) for e in stale)
+        notes.append(f"{TRANSFER_FILE} was computed on other models of {names} (added again since): they are left "
+                     "out of transfer until robench leaderboard transfer runs again.")
+    return notes
+
+
 # -- computing it -----------------------------------------------------------------------------------------
 
-def _pgd_component(protocol: Any) -> tuple[str, Any]:
+@dataclass(frozen=True)
+class SourceAttack:
+    """One attack transfer runs on every source model: its key in the artefact, its identity (type, label,
+    parameters as the track gives them) and how to build it on a scenario's modalities."""
+
+    key: str
+    type: str
+    label: str
+    params: dict[str, Any]
+    build: Callable[[list[str]], Any]
+
+
+def _plain(params: Any) -> dict[str, Any]:
+    return {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v)) for k, v in dict(params).items()}
+
+
+def source_attacks(track: Track, protocol: Any) -> list[SourceAttack]:
+    """The attacks transfer runs: the track's PGD (its ``pgd`` attack, else its first of type pgd) and, when the
+    track runs AutoAttack with APGD-CE, that member at the track's size (its steps, eps and threat model)."""
+    from robench.registry import ATTACKS
+
     variant = next(iter(protocol.variants.values()))
-    found = [(k, a.attack) for k, a in variant.attacks.items() if a.attack.type == "pgd"]
-    if not found:
+    threat = variant.threat
+
+    def builder(component: Any, member: str | None = None) -> Callable[[list[str]], Any]:
+        def build(mods: list[str]) -> Any:
+            attack = ATTACKS.build(component.type, **threat.attack_kwargs(component, mods, track.eps))
+            return attack if member is None else dict(attack.stages())[member]
+        return build
+
+    pgd = [(k, a.attack) for k, a in variant.attacks.items() if a.attack.type == "pgd"]
+    if not pgd:
         raise RobenchError("the track has no PGD attack (type: pgd) to transfer")
-    return next(((k, c) for k, c in found if k == "pgd"), found[0])
+    key, component = next(((k, c) for k, c in pgd if k == "pgd"), pgd[0])
+    out = [SourceAttack(key, component.type, str(track.data["attacks"][key].get("label", key)),
+                        _plain(component.params), builder(component))]
+    for k, a in variant.attacks.items():
+        component = a.attack
+        if component.type == "autoattack":
+            if "apgd-ce" in dict(builder(component)(["rgb"]).stages()):
+                steps = component.params.get("steps", 100)
+                out.append(SourceAttack("apgd-ce", "apgd-ce", f"APGD-CE ({steps} steps)",
+                                        {"member of": k, **_plain(component.params)}, builder(component, "apgd-ce")))
+            break
+    return out
 
 
 def compute(track: Track, folder: Path, cache: Path, device: torch.device, scenarios: list[str] | None = None,
@@ -182,7 +330,6 @@ def compute(track: Track, folder: Path, cache: Path, device: torch.device, scena
     from robench.leaderboard.commands import entry_of
     from robench.leaderboard.entry import load_entry
     from robench.leaderboard.evaluate import entry_protocol, model_code_errors
-    from robench.registry import ATTACKS
 
     if track.kind == CORRUPTION_KIND:
         raise RobenchError(f"track {track.name} is a corruption track: there are no attacks to transfer")
@@ -204,21 +351,19 @@ def compute(track: Track, folder: Path, cache: Path, device: torch.device, scena
         models[eid] = entry_model(record, path, track, cache, device, progress)
         entries[eid] = load_entry(entry_of(record, path))
     protocol = entry_protocol(next(iter(entries.values())), track)
-    key, component = _pgd_component(protocol)
-    variant = next(iter(protocol.variants.values()))
+    sources = source_attacks(track, protocol)
     seed = int(track.data["evaluation"].get("seed") or 0)
     batch_size = int(track.data["evaluation"].get("batch_size") or 32)
     clips = dataset(track.path, split=str(track.data["evaluation"]["split"]), cache=cache / "data")
     n = len(clips)
     ids = list(range(n))
-    correct: dict[str, dict[str, dict[str, np.ndarray]]] = {}
-    for scenario in chosen:
-        attack = ATTACKS.build(component.type, **variant.threat.attack_kwargs(component, list(SCENARIOS[scenario]),
-                                                                              track.eps))
-        correct[scenario] = {}
+    correct: dict[str, dict[str, dict[str, dict[str, np.ndarray]]]] = {}
+    for source, scenario in ((a, s) for a in sources for s in chosen):
+        attack = source.build(list(SCENARIOS[scenario]))
+        cells = correct.setdefault(source.key, {}).setdefault(scenario, {})
         for src, model in models.items():
             if say:
-                say(f"{SCENARIO_LABELS.get(scenario, scenario)}: attacking {src}")
+                say(f"{source.label} on {SCENARIO_LABELS.get(scenario, scenario)}: attacking {src}")
             adv_parts: dict[str, list[torch.Tensor]] = {}
             labels_parts = []
             for start in range(0, n, batch_size):
@@ -234,23 +379,21 @@ def compute(track: Track, folder: Path, cache: Path, device: torch.device, scena
                 labels_parts.append(labels.cpu())
             adv_all = {m: torch.cat(xs) for m, xs in adv_parts.items()}
             labels_all = torch.cat(labels_parts)
-            correct[scenario][src] = {}
+            cells[src] = {}
             for tgt, target in models.items():
                 pred = predictions(target, adv_all, batch_size, device, f"{src}'s adversarial inputs", ids)
-                correct[scenario][src][tgt] = (pred == labels_all).numpy().astype(bool)
-    params = {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v))
-              for k, v in dict(component.params).items()}
+                cells[src][tgt] = (pred == labels_all).numpy().astype(bool)
     return {
         "schema": TRANSFER_SCHEMA, "kind": KIND,
         "track": {"name": track.name, "version": track.version, "digest": track.digest},
         "clips": {"count": n, "digest": track.clips.get("digest")},
-        "attack": {"key": key, "type": component.type, "label": str(track.data["attacks"][key].get("label", key)),
-                   "params": params, "eps": track.data["eps"]},
+        "attacks": {a.key: {"type": a.type, "label": a.label, "params": a.params, "eps": track.data["eps"]}
+                    for a in sources},
         "scenarios": list(chosen),
         "models": {eid: {"name": str(r["entry"]["name"]), "model_ids": list(r["provenance"].get("model_ids") or [])}
                    for eid, (_, r) in records.items()},
-        "cells": {s: {src: {tgt: encode_bits(b) for tgt, b in row.items()} for src, row in m.items()}
-                  for s, m in correct.items()},
+        "cells": {a: {s: {src: {tgt: encode_bits(b) for tgt, b in row.items()} for src, row in m.items()}
+                      for s, m in per.items()} for a, per in correct.items()},
     }
 
 
@@ -277,7 +420,7 @@ def heatmap(data: dict[str, Any], scenario: str, path: Path) -> Path:
             ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=8,
                     color="white" if grid[i, j] < 60 else "black", fontweight="bold" if i == j else "normal")
     label = SCENARIO_LABELS.get(scenario, scenario)
-    ax.set_title(f"{data['attack']['label']} transfer on {label}, accuracy %")
+    ax.set_title(f"{attack_label(data)} transfer on {label}, accuracy %")
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
     with atomic_file(path) as tmp:
@@ -307,11 +450,14 @@ def page_scenario(track: Track, data: dict[str, Any]) -> str | None:
 
 def _note(track: Track, data: dict[str, Any], scenario: str) -> str:
     label = SCENARIO_LABELS.get(scenario, scenario)
-    return (f"Each row's model was attacked white-box by the track's {data['attack']['label']} on {label} (eps "
-            f"{data['attack']['eps']}, random starts seeded per clip), and every column's model classified those "
-            "adversarial clips: accuracy %, the diagonal (bold) the white-box attack. Transfer (min): the lowest "
-            "accuracy of a model under another entry's adversarial clips (black-box). Transfer is informative: it is "
-            "not part of the worst case or the ranking yet. Made by robench leaderboard transfer "
+    eps = next(iter(data["attacks"].values()))["eps"]
+    return (f"Each row's model was attacked white-box by the track's {attack_label(data)} on {label} (eps {eps}, "
+            "random starts seeded per clip), and every column's model classified those adversarial clips: "
+            "accuracy %, a clip counting only if the model gets each attack's version right; the diagonal (bold) is "
+            "white-box. Transfer (min): the lowest "
+            "accuracy of a model under another entry's adversarial clips (black-box). Transfer counts in the worst "
+            "case: a clip another entry's adversarial version fools is not robust (the notes above say which "
+            "columns it lowered). Made by robench leaderboard transfer "
             f"({TRANSFER_FILE}, digest {str(data['digest'])[:19]}…).")
 
 
@@ -357,14 +503,9 @@ def markdown_section(sec: Section) -> str:
     for i, row in enumerate(sec.matrix):
         cells = [f"**{c}**" if j == i + 1 else c for j, c in enumerate(row)]
         lines.append("| " + md(cells[0]) + " | " + " | ".join(cells[1:]) + " |")
-    lines += ["", "| Model | White-box PGD | Transfer (min) | From |", "|---|---:|---:|---|"]
+    lines += ["", "| Model | White-box | Transfer (min) | From |", "|---|---:|---:|---|"]
     lines += [f"| {md(r[0])} | {r[1]} | {r[2]} | {md(r[3])} |" for r in sec.summary]
     lines += ["", f"![Transfer heatmap on {sec.label}]({sec.heatmap})", ""]
     return "\n".join(lines)
 
 
-def board_section(track: Track, folder: Path) -> Section | None:
-    """The transfer section of the board of ``track`` in ``folder``: None unless a transfer artefact lies there (read
-    and validated against the track)."""
-    path = folder / TRANSFER_FILE
-    return section(track, read_transfer(path, track)) if path.is_file() else None
