@@ -9,6 +9,7 @@ is one error; and, in headless Chromium, index -> track -> sort -> filter -> ent
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import os
 import shutil
@@ -22,11 +23,11 @@ import pytest
 from conftest import REPO
 from robench.cli import main
 from robench.errors import RobenchError
-from robench.leaderboard.record import ranking_of, read_record, write_record
+from robench.leaderboard.record import read_record, write_record
 from robench.leaderboard.render import board, environment
 from robench.leaderboard.site import build_site, entry_view
 from robench.leaderboard.tracks import load_track
-from robench.leaderboard.transfer import TRANSFER_FILE
+from robench.leaderboard.transfer import TRANSFER_FILE, accuracy, read_transfer
 
 BOARD = REPO / "leaderboard"
 TRACKS = ("synthetic", "synthetic-plausible", "synthetic-corruptions", "ntu60-xsub", "imigue")
@@ -89,12 +90,14 @@ def test_the_site_has_an_index_a_page_per_track_and_per_entry(site: Path) -> Non
         assert sorted(p.stem for p in (site / t).glob("*.html") if p.stem != "index") == records
         for r in records:  # each record copied byte for byte beside its page
             assert (site / t / f"{r}.json").read_bytes() == (BOARD / t / f"{r}.json").read_bytes()
-    # the top entries: the synthetic track's three tied first, with the worst case the record ranks by
-    # (challenges counted); reported-only tracks rank none
+    # the top entries: every entry the synthetic board ranks first, with the worst case it ranks by (challenges
+    # counted); reported-only tracks rank none
     synthetic = index.split('<tr data-track="synthetic">')[1].split("</tr>")[0]
-    amr = ranking_of(read_record(BOARD / "synthetic" / "amr.json"))[0]
-    assert synthetic.count('class="top"') == 3 and f'href="synthetic/amr.html">AMR</a> <small>1=, XRS {amr:.2f}' \
-        in synthetic
+    first = [r for r in board(load_track("synthetic"), BOARD / "synthetic").rows if r.ranked and r.ranked.rank == 1]
+    assert synthetic.count('class="top"') == len(first) > 0
+    for r in first:
+        assert (f'href="synthetic/{r.entry["id"]}.html">{html.escape(r.entry["name"])}</a> <small>'
+                f'{r.ranked.label}, XRS {r.ranked.score:.2f}') in synthetic  # type: ignore[union-attr]
     assert "none ranked: reported numbers only" in index.split('<tr data-track="imigue">')[1].split("</tr>")[0]
     assert (site / "site.css").is_file() and (site / "site.js").is_file()
 
@@ -125,8 +128,11 @@ def test_an_entry_page_holds_everything_its_record_has(site: Path) -> None:
     record = read_record(BOARD / "synthetic" / "at-r.json")
     text = (site / "synthetic" / "at-r.html").read_text()
     res = record["results"]
+    # the board's numbers: the record's, and where other entries' transferred clips lowered a column, that too
+    shown = next(r for r in board(load_track("synthetic"), BOARD / "synthetic").rows if r.entry["id"] == "at-r")
     for col in ("clean", "R", "S", "RS", "worst"):
-        assert f"{res[col]['accuracy']:.2f}" in text and f"{res[col]['correct']} / {res[col]['n']}" in text
+        now = shown.record["results"][col]
+        assert f"{res[col]['accuracy']:.2f}" in text and f"{now['correct']} / {now['n']}" in text
     for attack in res["by_attack"].values():  # every attack and every AutoAttack member, per scenario
         assert attack["label"] in text
         for s in ("R", "S", "RS"):
@@ -145,8 +151,9 @@ def test_an_entry_page_holds_everything_its_record_has(site: Path) -> None:
     assert hashlib.sha256((site / "weights" / f"{sha}.safetensors").read_bytes()).hexdigest() == sha
     assert sorted(p.name for p in (site / "weights").iterdir()) == sorted(
         f"{e['weights']['sha256']}.safetensors" for e in MANIFEST["entries"].values())
-    # a track without zoo weights, a reported-only entry, a corruption track's entry
-    assert "No weights are published for this entry" in (site / "synthetic-plausible" / "at-r.html").read_text()
+    # a track that shares the synthetic track's zoo files (the same models), a reported-only entry, a corruption
+    # track's entry
+    assert f'href="../weights/{sha}.safetensors"' in (site / "synthetic-plausible" / "at-r.html").read_text()
     unverified = (site / "ntu60-xsub" / "amr.html").read_text()
     assert "unverified" in unverified and "No weights are published" in unverified
     reported = read_record(BOARD / "ntu60-xsub" / "amr.json")["reported"]
@@ -154,7 +161,7 @@ def test_an_entry_page_holds_everything_its_record_has(site: Path) -> None:
     corrupted = (site / "synthetic-corruptions" / "amr.html").read_text()
     corruptions = read_record(BOARD / "synthetic-corruptions" / "amr.json")["results"]["corruptions"]
     assert all(f'<tr data-corruption="{c}">' in corrupted for c in corruptions)
-    assert ("Challenges" in text) == bool(record.get("challenges")) and "Transfer" not in text  # (no transfer yet)
+    assert ("Challenges" in text) == bool(record.get("challenges")) and '<section id="transfer">' in text
 
 
 def test_challenges_and_transfer_are_shown_when_a_record_has_them() -> None:
@@ -174,12 +181,18 @@ def test_challenges_and_transfer_are_shown_when_a_record_has_them() -> None:
     assert "APGD-DLR, 100 steps" in section and "2 of 20" in section and "ab" * 32 in section and "XRS" in section
     results = page.split('<section id="results">')[1].split("</section>")[0]
     assert "and the accepted challenges" in results and results.count('class="before"') == 2  # XRS and worst case
-    assert '<section id="transfer">' not in page
-    row.record["transfer"] = {"from": "at-rs", "RS": 40.0}  # a record that carries transfer data shows it
-    page = environment().get_template("site_entry.html.j2").render(
-        base="../", version="0", track=track, e=entry_view(b, row), weights=weights,
-        record={"href": "amr.json", "sha256": "0" * 64, "size": 1})
-    assert "at-rs" in page.split('<section id="transfer">')[1].split("</section>")[0]
+    # the entry's row and column of the track's transfer matrix (leaderboard/synthetic/transfer.json)
+    data = read_transfer(BOARD / "synthetic" / TRANSFER_FILE, track)
+    acc = accuracy(data, track.rank_by)
+    section = page.split('<section id="transfer">')[1].split("</section>")[0]
+    rows = section.split("<tbody>")[1].split("</tbody>")[0].split("</tr>")[:-1]
+    assert len(rows) == len(data["models"])
+    for source, text in zip(data["models"], rows, strict=True):
+        name = html.escape(data["models"][source]["name"])
+        assert name in text and f"{acc[source]['amr']:.2f}" in text and f"{acc['amr'][source]:.2f}" in text
+        assert ("(white-box)" in text) == (source == "amr")
+    for scenario, low in row.transfer.items():  # and what transfer lowered, as the board says it
+        assert f"{low.before:.2f} → {low.after:.2f}, lowered by {len(low.broken)} clip" in section, scenario
 
 
 def test_hostile_names_are_escaped_and_links_stay_http(tmp_path: Path) -> None:

@@ -310,6 +310,22 @@ def test_the_shipped_manifest_matches_the_committed_records() -> None:
 
 
 @shipped
+@pytest.mark.parametrize("track", ["synthetic-plausible", "synthetic-corruptions"])
+def test_the_synthetic_tracks_share_one_set_of_files(track: str) -> None:
+    """The plausible-skeleton and corruption tracks evaluate the synthetic track's models: their manifests name the
+    synthetic track's files (no copies), and each model is the one their records were evaluated on."""
+    ours, theirs = read_manifest(SHIPPED / "manifest.json"), read_manifest(SHIPPED.parent / track / "manifest.json")
+    assert sorted(theirs) == sorted(ours) and not list((SHIPPED.parent / track).glob("*.safetensors"))
+    for entry_id, entry in theirs.items():
+        assert entry.weights.source == f"../synthetic/{ours[entry_id].weights.source}"
+        assert (entry.weights, entry.model_id) == (
+            WeightsSpec(ours[entry_id].weights.sha256, "safetensors", entry.weights.source,
+                        ours[entry_id].weights.size), ours[entry_id].model_id)
+        record = json.loads((REPO / "leaderboard" / track / f"{entry_id}.json").read_text())
+        assert entry.model_id in record["provenance"]["model_ids"], entry_id
+
+
+@shipped
 def test_load_model_gives_the_evaluated_model(tmp_path: Path) -> None:
     """load_model("synthetic", "amr") from the shipped files: the model its record was evaluated on (its clean
     per-clip results on the track's clips), equal to the cached model it was exported from where that is here."""

@@ -7,6 +7,13 @@ from the model cache (``<cache>/models/<id>/model.pt``, ``torch.load(weights_onl
 
     python -m robench.zoo.export --track synthetic --leaderboard leaderboard --cache results/cache \\
         --out robench/zoo/weights/synthetic
+
+Tracks that evaluate the same models (the synthetic track's plausible-skeleton and corruption tracks) share the
+files: ``--share robench/zoo/weights/synthetic`` lists, for each entry whose model id that manifest already has, its
+file by a path relative to this manifest (``../synthetic/amr.safetensors``) instead of writing a copy::
+
+    python -m robench.zoo.export --track synthetic-plausible --out robench/zoo/weights/synthetic-plausible \\
+        --share robench/zoo/weights/synthetic
 """
 
 from __future__ import annotations
@@ -25,15 +32,26 @@ from robench.zoo.manifest import MANIFEST, MANIFEST_SCHEMA, ZooEntry
 from robench.zoo.weights import FORMATS
 
 
-def export_track(track: str, leaderboard: Path, cache: Path, out: Path) -> dict[str, Any]:
+def export_track(track: str, leaderboard: Path, cache: Path, out: Path, share: Path | None = None) -> dict[str, Any]:
     """Write ``<out>/<entry>.safetensors`` for each protocol entry with a verified record, and ``<out>/manifest.json``;
-    returns the manifest."""
+    returns the manifest. With ``share`` (another track's zoo folder), an entry whose model that folder's manifest
+    already lists names that file instead of a copy."""
+    import os
+
     from robench.leaderboard.commands import entry_of
     from robench.leaderboard.entry import load_entry
     from robench.leaderboard.record import read_record, record_files
     from robench.train.files import load_tensors
     from robench.zoo.load import planned_job
+    from robench.zoo.manifest import read_manifest
     from robench.zoo.weights import write_safetensors
+
+    shared: dict[str, dict[str, Any]] = {}
+    if share is not None:  # (read as the zoo reads it: every key checked)
+        rel = Path(os.path.relpath(share, out))
+        shared = {e.model_id: {"sha256": e.weights.sha256, "format": e.weights.format, "size": e.weights.size,
+                               "source": (rel / e.weights.source).as_posix()}
+                  for e in read_manifest(share / MANIFEST).values()}
 
     records = record_files(leaderboard / track)
     if not records:
@@ -54,17 +72,20 @@ def export_track(track: str, leaderboard: Path, cache: Path, out: Path) -> dict[
         if job.id not in record["provenance"]["model_ids"]:
             raise RobenchError(f"record {path}: lists models {record['provenance']['model_ids']}, the entry plans "
                                f"{job.id}; add the entry again")
-        source = cache / "models" / job.id / "model.pt"
-        state = load_tensors(source, "cached model", f"train it again (robench leaderboard add {entry.path})")
-        target = out / f"{entry.id}.{FORMATS['safetensors']}"
-        digest = write_safetensors(target, state, {"robench_model_id": job.id, "track": track, "entry": entry.id})
-        entries[entry.id] = {"name": entry.name,
-                             "weights": {"sha256": digest, "format": "safetensors", "size": target.stat().st_size,
-                                         "source": target.name},
+        if job.id in shared:
+            weights = dict(shared[job.id])
+        else:
+            source = cache / "models" / job.id / "model.pt"
+            state = load_tensors(source, "cached model", f"train it again (robench leaderboard add {entry.path})")
+            target = out / f"{entry.id}.{FORMATS['safetensors']}"
+            digest = write_safetensors(target, state, {"robench_model_id": job.id, "track": track, "entry": entry.id})
+            weights = {"sha256": digest, "format": "safetensors", "size": target.stat().st_size, "source": target.name}
+        entries[entry.id] = {"name": entry.name, "weights": weights,
                              "model": {"protocol": model.protocol, "defense": model.defense,
                                        "profile": model.profile, "dataset": model.dataset},
                              "model_id": job.id}
-        print(f"{entry.id}: model {job.id}, {target.stat().st_size} bytes, sha256:{digest}", file=sys.stderr)
+        print(f"{entry.id}: model {job.id}, {weights['size']} bytes, sha256:{weights['sha256']} "
+              f"({weights['source']})", file=sys.stderr)
     manifest = {"schema": MANIFEST_SCHEMA, "track": track, "entries": entries}
     atomic_write(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     return manifest
@@ -89,9 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--leaderboard", default="leaderboard")
     parser.add_argument("--cache", default="results/cache")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--share", help="another track's zoo folder whose files this track's entries may name")
     args = parser.parse_args(argv)
     try:
-        export_track(args.track, Path(args.leaderboard), Path(args.cache), Path(args.out))
+        export_track(args.track, Path(args.leaderboard), Path(args.cache), Path(args.out),
+                     Path(args.share) if args.share else None)
     except RobenchError as exc:
         print(f"robench: error: {exc}", file=sys.stderr)
         return 2
