@@ -6,6 +6,7 @@ new source digest in ``tests/data/component_versions.json``.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import textwrap
@@ -27,8 +28,10 @@ LOCK = Path(__file__).resolve().parent / "data" / "component_versions.json"
 load_builtins()
 
 
+@functools.cache
 def builtins() -> dict[str, tuple[int, str]]:
-    """``{"kind/name": (version, source digest)}`` of every built-in component."""
+    """``{"kind/name": (version, source digest)}`` of every built-in component (computed once per process: the
+    sources do not change while the tests run, and digesting them all takes about a second)."""
     out = {}
     for kind, registry in REGISTRIES.items():
         for name in registry.names():

@@ -134,6 +134,12 @@ def test_round_trip_and_tampering(board: dict[str, Any], tmp_path: Path) -> None
     bad.write_text(json.dumps(edited))
     with pytest.raises(TransferError, match=r"cells\.pgd\.RS\.alpha\.beta"):
         read_transfer(bad)
+    del edited["attacks"]["pgd"]["eps"]  # a consistent digest, but an attack without its identity
+    edited["cells"]["pgd"]["RS"]["alpha"]["beta"] = encode_bits(flipped)
+    edited["digest"] = digest_of(edited)
+    bad.write_text(json.dumps(edited))
+    with pytest.raises(TransferError, match="key 'attacks'"):
+        read_transfer(bad)
     bad.write_text("[1, 2")
     with pytest.raises(TransferError, match="not readable JSON"):
         read_transfer(bad)
@@ -230,3 +236,15 @@ def test_a_stale_transfer_leaves_the_re_added_entry_out(board: dict[str, Any], t
     b = make_board(load_track(board["track"]), folder)
     assert all(not r.transfer for r in b.rows)  # beta's clips no longer count against alpha
     assert "computed on other models of Model beta" in markdown(b)
+
+    def drop(data: dict[str, Any]) -> None:  # an entry added after the transfer was computed
+        del data["models"]["beta"]
+        for per in data["cells"].values():
+            for matrix in per.values():
+                del matrix["beta"]
+                for row in matrix.values():
+                    del row["beta"]
+
+    b = make_board(load_track(board["track"]), _edited_copy(board, tmp_path / "dropped", drop))
+    assert "does not hold Model beta (added since)" in markdown(b)
+    assert next(r for r in b.rows if r.entry["id"] == "beta").transfer_low is None

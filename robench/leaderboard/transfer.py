@@ -114,7 +114,8 @@ def validate_transfer(data: Any, where: str, track: Track | None = None) -> dict
         raise _fail(where, f"key 'scenarios' is {scenarios!r}; allowed: a list of R, S, RS")
     attacks = data["attacks"]
     if not isinstance(attacks, dict) or not attacks or not all(
-            isinstance(a, dict) and isinstance(a.get("label"), str) and isinstance(a.get("type"), str)
+            isinstance(a, dict) and set(a) == {"type", "label", "params", "eps"} and isinstance(a["label"], str)
+            and isinstance(a["type"], str) and isinstance(a["params"], dict) and isinstance(a["eps"], (str, int, float))
             for a in attacks.values()):
         raise _fail(where, "key 'attacks' must map each source attack's key to {type, label, params, eps}")
     cells = data["cells"]
@@ -268,6 +269,10 @@ def lowering_notes(data: dict[str, Any], records: dict[str, dict[str, Any]],
         names = ", ".join(str(records[e]["entry"]["name"]) for e in stale)
         notes.append(f"{TRANSFER_FILE} was computed on other models of {names} (added again since): they are left "
                      "out of transfer until robench leaderboard transfer runs again.")
+    if missing := [e for e in records if e not in data["models"] and kind_of(records[e]) != CORRUPTION_KIND]:
+        names = ", ".join(str(records[e]["entry"]["name"]) for e in missing)
+        notes.append(f"{TRANSFER_FILE} does not hold {names} (added since): no transfer to or from them until "
+                     "robench leaderboard transfer runs again.")
     return notes
 
 
