@@ -45,13 +45,9 @@ def tiny_inputs(batch: int = 6, seed: int = 1) -> dict[str, torch.Tensor]:
     return {"rgb": rgb, "skeleton": skel}
 
 
-def fitted_model(inputs: dict[str, torch.Tensor], labels: torch.Tensor, steps: int = 60) -> TwoStreamModel:
-    """A tiny model trained to fit ``labels`` on ``inputs``: its decisions depend on both modalities.
-
-    An untrained model's logits are dominated by biases and barely move with the input, which
-    would make any attack look weak; a fitted one is what attacks are meant for.
-    """
-    model = tiny_model()
+def fit(model: torch.nn.Module, inputs: dict[str, torch.Tensor], labels: torch.Tensor,
+        steps: int) -> torch.nn.Module:
+    """``model`` after ``steps`` full-batch Adam steps (lr 3e-3) on ``inputs``, in eval mode."""
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(steps):
@@ -59,7 +55,17 @@ def fitted_model(inputs: dict[str, torch.Tensor], labels: torch.Tensor, steps: i
         opt.zero_grad()
         loss.backward()
         opt.step()
-    model.eval()
+    return model.eval()
+
+
+def fitted_model(inputs: dict[str, torch.Tensor], labels: torch.Tensor, steps: int = 60) -> TwoStreamModel:
+    """A tiny model trained to fit ``labels`` on ``inputs``: its decisions depend on both modalities.
+
+    An untrained model's logits are dominated by biases and barely move with the input, which
+    would make any attack look weak; a fitted one is what attacks are meant for.
+    """
+    model = tiny_model()
+    fit(model, inputs, labels, steps)
     for p in model.parameters():
         p.grad = None
     with torch.no_grad():
@@ -84,6 +90,57 @@ def tiny_entry(folder: Path, name: str, entry_id: str | None = None) -> torch.nn
         f"schema: 1\n{line}name: {name}\nauthors: [A. Author]\narchitecture: I3D + HCN\ndefense: none\n"
         "model: {rgb: {backbone: i3d, width: 0.0625}, skeleton: {backbone: hcn, width: 0.125}, weights: model.pt}\n")
     return model
+
+
+#: a leaderboard track on the tiny protocol's data with attacks most clips survive (the challenge and transfer
+#: tests); :func:`weak_track` writes it with the test's own ``attacks`` section
+WEAK_TRACK = """\
+name: weak
+title: A track with a weak attack (tests)
+version: 1
+description: the tiny protocol's data with weak attacks, which most clips survive
+dataset: {{name: synthetic, classes: 4, train_clips_per_class: 6, test_clips_per_class: 3, frames_rgb: 8,
+          frames_skeleton: 16, resolution: 32, train_performers: 3, test_performers: 2}}
+evaluation: {{split: test, max_samples: null, batch_size: 16, seed: 0}}
+clips: {{count: 12, digest: null}}
+threat: {{rgb: {{scale: 1.0, bounds: [0, 1]}}, skeleton: {{scale: 1.0, bounds: null}}}}
+eps: 8/255
+scenarios: [clean, R, S, RS]
+attacks:
+{attacks}
+rank_by: RS
+"""
+#: the backbones of the weak track's entries
+WEAK_BACKBONES = {"rgb": {"backbone": "i3d", "width": 0.0625, "bn_momentum": 0.1},
+                  "skeleton": {"backbone": "hcn", "width": 0.125, "window": 16, "dropout": 0.0}}
+
+
+def weak_track(folder: Path, attacks: str) -> Path:
+    """Write the weak track with ``attacks`` (YAML lines, indented under ``attacks:``) as ``folder/weak.yaml``."""
+    path = folder / "weak.yaml"
+    path.write_text(WEAK_TRACK.format(attacks=attacks))
+    return path
+
+
+def weak_entry(folder: Path, entry_id: str, model: torch.nn.Module) -> Path:
+    """Write an outside entry ``entry_id`` of ``model`` (its weights and ``entry.yaml``, the weak track's backbones)
+    into ``folder``, created; returns the entry file."""
+    import json
+    import textwrap
+
+    folder.mkdir(parents=True)
+    torch.save(model.state_dict(), folder / "model.pt")
+    (folder / "entry.yaml").write_text(textwrap.dedent(f"""\
+        schema: 1
+        id: {entry_id}
+        name: Model {entry_id}
+        authors: [A. Author]
+        architecture: I3D + HCN
+        defense: none
+        model: {{rgb: {json.dumps(WEAK_BACKBONES['rgb'])}, skeleton: {json.dumps(WEAK_BACKBONES['skeleton'])},
+                 weights: model.pt}}
+        """))
+    return folder / "entry.yaml"
 
 
 def store_with_schema(path: Path, version: int) -> Path:

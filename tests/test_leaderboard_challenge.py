@@ -12,7 +12,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import torch
 from safetensors.torch import save_file
 
 import robench
+from conftest import WEAK_BACKBONES, fit, weak_entry, weak_track
 from robench.cli import main
 from robench.leaderboard.challenge import with_challenges
 from robench.leaderboard.record import (
@@ -38,24 +38,7 @@ from robench.leaderboard.record import (
 from robench.leaderboard.render import board, render
 from robench.leaderboard.tracks import load_track
 
-WEAK_TRACK = """\
-name: weak
-title: A track with a weak attack (tests)
-version: 1
-description: the tiny protocol's data with a one-step PGD of 1/255, which most clips survive
-dataset: {name: synthetic, classes: 4, train_clips_per_class: 6, test_clips_per_class: 3, frames_rgb: 8,
-          frames_skeleton: 16, resolution: 32, train_performers: 3, test_performers: 2}
-evaluation: {split: test, max_samples: null, batch_size: 16, seed: 0}
-clips: {count: 12, digest: null}
-threat: {rgb: {scale: 1.0, bounds: [0, 1]}, skeleton: {scale: 1.0, bounds: null}}
-eps: 8/255
-scenarios: [clean, R, S, RS]
-attacks:
-  pgd: {type: pgd, label: PGD-1, steps: 1, step_size: 1/255, random_start: false}
-rank_by: RS
-"""
-BACKBONES = {"rgb": {"backbone": "i3d", "width": 0.0625, "bn_momentum": 0.1},
-             "skeleton": {"backbone": "hcn", "width": 0.125, "window": 16, "dropout": 0.0}}
+ATTACKS = "  pgd: {type: pgd, label: PGD-1, steps: 1, step_size: 1/255, random_start: false}"
 
 
 def _where(work: Path) -> list[str]:
@@ -66,36 +49,16 @@ def _where(work: Path) -> list[str]:
 def arena(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The weak track, a model fitted to its 12 test clips, and two records of it (``alpha``, ``beta``)."""
     work = tmp_path_factory.mktemp("challenge")
-    track = work / "weak.yaml"
-    track.write_text(WEAK_TRACK)
+    track = weak_track(work, ATTACKS)
     clips = robench.dataset(track, split="test", cache=work / "cache" / "data")
     inputs, labels = next(clips.batches(12))
     torch.manual_seed(0)
-    model = robench.build_model(track, **BACKBONES)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(60):  # (12 of 12 clips right in eval mode, and after the track's attack)
-        loss = torch.nn.functional.cross_entropy(model(inputs), labels)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
+    # (12 of 12 clips right in eval mode, and after the track's attack)
+    model = fit(robench.build_model(track, **WEAK_BACKBONES), inputs, labels, 60)
     for entry_id in ("alpha", "beta"):
-        folder = work / "entries" / entry_id
-        folder.mkdir(parents=True)
-        torch.save(model.state_dict(), folder / "model.pt")
-        (folder / "entry.yaml").write_text(textwrap.dedent(f"""\
-            schema: 1
-            id: {entry_id}
-            name: Model {entry_id}
-            authors: [A. Author]
-            architecture: I3D + HCN
-            defense: none
-            model: {{rgb: {json.dumps(BACKBONES['rgb'])}, skeleton: {json.dumps(BACKBONES['skeleton'])},
-                     weights: model.pt}}
-            """))
-        assert main(["leaderboard", "add", str(folder / "entry.yaml"), "--track", str(track), "--root",
-                     str(work / "board"), *_where(work)]) == 0
+        entry = weak_entry(work / "entries" / entry_id, entry_id, model)
+        assert main(["leaderboard", "add", str(entry), "--track", str(track), "--root", str(work / "board"),
+                     *_where(work)]) == 0
     # the stronger attack, run outside the leaderboard on the entry's model
     pgd = robench.attack("pgd", "RS", eps="8/255", steps=40, step_size="2/255", random_start=True)
     torch.manual_seed(1)

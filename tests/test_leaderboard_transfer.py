@@ -1,12 +1,11 @@
 """Transfer between entries (``robench leaderboard transfer``): each entry's model is attacked with the track's PGD
 and every entry's model classifies the adversarial clips; the matrix is stored next to the records and shown on the
-board. One tiny board (seconds): the challenge tests' weak track (a one-step PGD) and two entries fitted from two
-seeds, on the RS scenario only."""
+board. One tiny board (seconds): the challenge tests' weak track (here a two-step PGD and APGD-CE) and two entries
+fitted from two seeds, on the RS scenario only."""
 
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 import torch
 
 import robench
+from conftest import WEAK_BACKBONES, fit, weak_entry, weak_track
 from robench.cli import main
 from robench.leaderboard.record import bits_of, encode_bits, read_record
 from robench.leaderboard.tracks import load_track
@@ -29,25 +29,9 @@ from robench.leaderboard.transfer import (
     transfer_min,
 )
 
-WEAK_TRACK = """\
-name: weak
-title: A track with a weak attack (tests)
-version: 1
-description: the tiny protocol's data with a one-step PGD of 1/255, which most clips survive
-dataset: {name: synthetic, classes: 4, train_clips_per_class: 6, test_clips_per_class: 3, frames_rgb: 8,
-          frames_skeleton: 16, resolution: 32, train_performers: 3, test_performers: 2}
-evaluation: {split: test, max_samples: null, batch_size: 16, seed: 0}
-clips: {count: 12, digest: null}
-threat: {rgb: {scale: 1.0, bounds: [0, 1]}, skeleton: {scale: 1.0, bounds: null}}
-eps: 8/255
-scenarios: [clean, R, S, RS]
-attacks:
+ATTACKS = """\
   pgd: {type: pgd, label: PGD-2, steps: 2, step_size: 4/255, random_start: true}
-  aa: {type: autoattack, label: AA, version: standard, members: [apgd-ce], steps: 2}
-rank_by: RS
-"""
-BACKBONES = {"rgb": {"backbone": "i3d", "width": 0.0625, "bn_momentum": 0.1},
-             "skeleton": {"backbone": "hcn", "width": 0.125, "window": 16, "dropout": 0.0}}
+  aa: {type: autoattack, label: AA, version: standard, members: [apgd-ce], steps: 2}"""
 
 
 def _where(work: Path) -> list[str]:
@@ -59,36 +43,15 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The weak track, two entries (``alpha``, ``beta``: models fitted from two seeds), their records, the board's
     Markdown and HTML pages, then the transfer on RS."""
     work = tmp_path_factory.mktemp("transfer")
-    track = work / "weak.yaml"
-    track.write_text(WEAK_TRACK)
+    track = weak_track(work, ATTACKS)
     clips = robench.dataset(track, split="test", cache=work / "cache" / "data")
     inputs, labels = next(clips.batches(12))
     for seed, entry_id in enumerate(("alpha", "beta")):
         torch.manual_seed(seed)
-        model = robench.build_model(track, **BACKBONES)
-        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-        model.train()
-        for _ in range(30):
-            loss = torch.nn.functional.cross_entropy(model(inputs), labels)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        model.eval()
-        folder = work / "entries" / entry_id
-        folder.mkdir(parents=True)
-        torch.save(model.state_dict(), folder / "model.pt")
-        (folder / "entry.yaml").write_text(textwrap.dedent(f"""\
-            schema: 1
-            id: {entry_id}
-            name: Model {entry_id}
-            authors: [A. Author]
-            architecture: I3D + HCN
-            defense: none
-            model: {{rgb: {json.dumps(BACKBONES['rgb'])}, skeleton: {json.dumps(BACKBONES['skeleton'])},
-                     weights: model.pt}}
-            """))
-        assert main(["leaderboard", "add", str(folder / "entry.yaml"), "--track", str(track), "--store",
-                     str(work / "store.sqlite"), *_where(work)]) == 0
+        model = fit(robench.build_model(track, **WEAK_BACKBONES), inputs, labels, 30)
+        entry = weak_entry(work / "entries" / entry_id, entry_id, model)
+        assert main(["leaderboard", "add", str(entry), "--track", str(track), "--store", str(work / "store.sqlite"),
+                     *_where(work)]) == 0
     root = work / "board"
     for fmt in ("markdown", "html"):
         assert main(["leaderboard", "render", "--format", fmt, "--track", str(track), "--root", str(root)]) == 0

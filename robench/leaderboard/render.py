@@ -175,10 +175,10 @@ def board(track: Track, folder: Path) -> Board:
         attack_records = {str(r.entry["id"]): r.record for r in verified}
         lowered_by = lowerings(transfer, attack_records)
         usable, _ = current_models(transfer, attack_records)
-        lows = transfer_min(transfer, track.rank_by) if track.rank_by in transfer["scenarios"] else {}
+        lows = transfer_min(transfer, track.rank_by, usable) if track.rank_by in transfer["scenarios"] else {}
         for r in verified:
             r.transfer = lowered_by.get(str(r.entry["id"]), {})
-            low = lows.get(str(r.entry["id"])) if str(r.entry["id"]) in usable else None
+            low = lows.get(str(r.entry["id"]))
             r.transfer_low = None if low is None else low[0]
             _apply_transfer(r, track.rank_by)
         transferred = [f"Transfer: the lowest accuracy on {SCENARIO_LABELS.get(track.rank_by, track.rank_by)} under "

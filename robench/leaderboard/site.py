@@ -278,13 +278,13 @@ def _transfer(b: Board, row: Row) -> dict[str, Any] | None:
     list the entry): its accuracy under each entry's adversarial clips, how well its own clips fool each other
     entry, and what transfer lowered."""
     sec = b.transfer
-    name = str(row.entry["name"])
-    if sec is None or name not in sec.heads:
+    entry_id = str(row.entry["id"])
+    if sec is None or entry_id not in sec.ids:
         return None
-    j = sec.heads.index(name)
-    mine = next(r for r in sec.matrix if r[0] == name)
+    j = sec.ids.index(entry_id)
+    mine = sec.matrix[j]
     return {"label": sec.label, "note": sec.note,
-            "rows": [{"other": r[0], "against": r[1 + j], "by": mine[1 + i], "self": r[0] == name}
+            "rows": [{"other": r[0], "against": r[1 + j], "by": mine[1 + i], "self": i == j}
                      for i, r in enumerate(sec.matrix)],
             "lowered": [{"scenario": LABELS.get(s, s), "before": _num(low.before), "after": _num(low.after),
                          "clips": len(low.broken), "sources": ", ".join(f"{k} {v}" for k, v in low.sources.items())}

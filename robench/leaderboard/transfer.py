@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from robench.attacks.autoattack import VERSIONS as AUTOATTACK_VERSIONS
 from robench.errors import RobenchError
 from robench.files import atomic_file, atomic_write
 from robench.leaderboard.record import (
@@ -185,13 +186,15 @@ def attack_label(data: dict[str, Any]) -> str:
     return " and ".join(str(a["label"]) for a in data["attacks"].values())
 
 
-def transfer_min(data: dict[str, Any], scenario: str) -> dict[str, tuple[float, str] | None]:
+def transfer_min(data: dict[str, Any], scenario: str,
+                 among: list[str] | None = None) -> dict[str, tuple[float, str] | None]:
     """Per target, the lowest accuracy under another entry's adversarial inputs (every attack's) on ``scenario`` and
-    that source (None with a single entry)."""
+    that source (None with a single entry); ``among`` limits targets and sources to those entries."""
     acc = accuracy(data, scenario)
+    ids = list(data["models"]) if among is None else [e for e in data["models"] if e in among]
     out: dict[str, tuple[float, str] | None] = {}
-    for t in data["models"]:
-        others = [(acc[s][t], s) for s in data["models"] if s != t]
+    for t in ids:
+        others = [(acc[s][t], s) for s in ids if s != t]
         out[t] = min(others) if others else None
     return out
 
@@ -317,7 +320,8 @@ def source_attacks(track: Track, protocol: Any) -> list[SourceAttack]:
     for k, a in variant.attacks.items():
         component = a.attack
         if component.type == "autoattack":
-            if "apgd-ce" in dict(builder(component)(["rgb"]).stages()):
+            version = str(component.params.get("version", "standard"))
+            if "apgd-ce" in (component.params.get("members") or AUTOATTACK_VERSIONS.get(version, ())):
                 steps = component.params.get("steps", 100)
                 out.append(SourceAttack("apgd-ce", "apgd-ce", f"APGD-CE ({steps} steps)",
                                         {"member of": k, **_plain(component.params)}, builder(component, "apgd-ce")))
@@ -476,6 +480,7 @@ class Section:
     note: str
     heads: list[str]
     matrix: list[list[str]]  # [source name, accuracy on each target...]
+    ids: list[str]  # the entry id of each column (and row), in order: names need not be unique
     summary: list[list[str]]  # [target name, white-box, transfer (min), from]
     heatmap: str = HEATMAP_FILE
 
@@ -493,7 +498,7 @@ def section(track: Track, data: dict[str, Any]) -> Section | None:
     summary = [[name[t], f"{acc[t][t]:.2f}", "–" if (low := lows[t]) is None else f"{low[0]:.2f}",
                 "–" if low is None else name[low[1]]] for t in ids]
     return Section(HEADING, SCENARIO_LABELS.get(scenario, scenario), _note(track, data, scenario),
-                   [name[t] for t in ids], matrix, summary)
+                   [name[t] for t in ids], matrix, ids, summary)
 
 
 def markdown_section(sec: Section) -> str:
