@@ -26,6 +26,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -90,6 +92,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """torch's CPU thread count set to ``count`` inside the block (unchanged for None), the caller's count restored
+    after: ``main`` also runs inside other programs (the tests, notebooks), whose later work must not inherit it."""
+    if not count:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from robench.cluster.shard import Shard
     from robench.distributed import joined
@@ -108,11 +127,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     shard = Shard.parse(args.shard) if args.shard is not None else None
     protocols = _load_all(args)
     device = select_device(args.device)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    with joined(device.type) as ranks:  # several under torchrun; one otherwise. Left cleanly on every path
+    with torch_threads(args.threads), joined(device.type) as ranks:  # several ranks under torchrun; left cleanly
         device = ranks.device(device)
         runtime = RuntimeOptions.for_device(device, args.amp, args.channels_last, args.workers, args.tf32)
         # only rank 0 opens the store: ranks creating one SQLite file together would find it locked

@@ -21,6 +21,17 @@ os.environ.setdefault("ROBENCH_DEVICE", "cpu")
 os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(1)
 
+
+@pytest.fixture(autouse=True)
+def _one_thread_after() -> Iterator[None]:
+    """Fail a test that leaves torch with another thread count (and restore one thread): the worker's later tests
+    would run two threads each on a core the other worker is using, several times slower."""
+    yield
+    threads = torch.get_num_threads()
+    if threads != 1:
+        torch.set_num_threads(1)
+        pytest.fail(f"the test left torch with {threads} CPU threads (the suite runs one per worker)")
+
 REPO = Path(__file__).resolve().parent.parent
 TINY_PROTOCOL = REPO / "tests" / "data" / "tiny.yaml"
 

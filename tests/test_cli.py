@@ -221,6 +221,7 @@ def test_killed_run_resumes_to_identical_results(tmp_path: Path) -> None:
     slow = ["--set", "training.epochs=4", "--threads", "2"]  # one thread count for both runs: the same bits
     ref_store = tmp_path / "ref" / "r.sqlite"
     assert run_cli("run", str(TINY_PROTOCOL), "--store", str(ref_store), "--progress", "quiet", *slow) == 0
+    assert torch.get_num_threads() == 1, "an in-process run with --threads 2 left its thread count behind"
 
     store = tmp_path / "killed" / "r.sqlite"
     cmd = [sys.executable, "-m", "robench", "run", str(TINY_PROTOCOL), "--store", str(store), "--progress", "quiet",
