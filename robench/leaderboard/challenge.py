@@ -47,7 +47,6 @@ import json
 import struct
 import tempfile
 import warnings
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,8 +56,8 @@ from torch import Tensor
 
 from robench import __version__
 from robench.errors import AttackCheckError, RobenchError
+from robench.leaderboard.challenged import possessive
 from robench.leaderboard.record import (
-    COLUMNS,
     CORRUPTION_KIND,
     apply_challenges,
     bits_of,
@@ -66,7 +65,6 @@ from robench.leaderboard.record import (
     kind_of,
     read_record,
     results_from_bits,
-    summary,
     write_record,
 )
 from robench.leaderboard.tracks import SCENARIO_LABELS, Track, load_track
@@ -380,7 +378,7 @@ def challenge(record_file: str | Path, adversarial: str | Path, cache: Path, dev
     for earlier in record.get("challenges") or []:
         if earlier["sha256"] == sub.sha256:
             return _unchanged(path, record, sub, [], f"this file ({sub.sha256[:19]}…) was accepted on "
-                              f"{earlier['date'][:10]} ({_possessive(earlier['author'])} {earlier['attack']}); each "
+                              f"{earlier['date'][:10]} ({possessive(earlier['author'])} {earlier['attack']}); each "
                               "file counts once")
     entry = load_entry(entry_of(record, path))
     if (digest := record["track"]["clips"].get("digest")) and clips_digest(entry_protocol(entry, track))[1] != digest:
@@ -511,41 +509,3 @@ def carry_over(target: Path, record: dict[str, Any], track: Track | None = None)
         warnings.warn(f"record {target}: robench's own attacks now fool {dropped} clip(s) that challenges had broken; "
                       "they are no longer counted as the challenges'", stacklevel=2)
     return with_challenges(record, kept, track, str(target))
-
-
-# -- pages -------------------------------------------------------------------------------------------------
-
-def lowered(record: dict[str, Any], key: str) -> float | None:
-    """The accuracy robench's own attacks give on column ``key`` (``R``, ``S``, ``RS`` or ``worst``) of a record whose
-    accepted challenges lowered it (what its page shows before the arrow), else None."""
-    if record.get("status") != "verified" or not record.get("challenges") or kind_of(record) == CORRUPTION_KIND:
-        return None
-    column = str(record["track"]["rank_by"]) if key == "worst" else key
-    if column not in COLUMNS[1:] or not any(c["scenario"] == column for c in record["challenges"]):
-        return None
-    return float(summary(columns_of(*bits_of(record)[:2])[column])["accuracy"])
-
-
-def challenge_notes(records: Iterable[dict[str, Any]]) -> list[str]:
-    """One note per challenged column of each record, in the order given: ``AMR: XRS 35.00 → 30.62, lowered by 7
-    clips by A. Author's APGD-DLR, 100 steps (2026-12-06, file sha256:…): external challenges (...); 35.00 is the
-    track's attacks alone.``"""
-    notes = []
-    for record in records:
-        for column in COLUMNS[1:]:
-            before = lowered(record, column)
-            if before is None:
-                continue
-            label = SCENARIO_LABELS.get(column, column)
-            said = "; ".join(f"{len(c['clips_broken'])} clip{'s' if len(c['clips_broken']) != 1 else ''} by "
-                             f"{_possessive(str(c['author']))} {c['attack']} ({str(c['date'])[:10]}, file "
-                             f"{str(c['sha256'])[:19]}…)" for c in record["challenges"] if c["scenario"] == column)
-            notes.append(f"{record['entry']['name']}: {label} {before:.2f} → "
-                         f"{float(record['results'][column]['accuracy']):.2f}, lowered by {said}: external "
-                         f"challenges (robench leaderboard challenge); {before:.2f} is the track's attacks alone.")
-    return notes
-
-
-def _possessive(name: str) -> str:
-    """``A. Author's``, ``the maintainers'``."""
-    return f"{name}'" if name.endswith("s") else f"{name}'s"

@@ -244,7 +244,7 @@ def transfer(root: Path, track_name: str, cache: Path, device: torch.device, sce
     """``robench leaderboard transfer``: the transfer artefact and heatmap of a track's entries
     (:mod:`robench.leaderboard.transfer`), then the track's Markdown and HTML boards rendered again where they exist
     (they gain the transfer section); returns the files written."""
-    from robench.leaderboard.transfer import run_transfer
+    from robench.leaderboard.transfer.compute import run_transfer
 
     track = load_track(track_name)
     written = run_transfer(root, track, cache, device, scenarios, progress, say)

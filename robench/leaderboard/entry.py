@@ -33,13 +33,15 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from robench.errors import RobenchError
 from robench.leaderboard.names import ALLOWED, NAME, resolve
-from robench.models.provided import ProvidedModel
+
+if TYPE_CHECKING:  # (an annotation only: reading an entry file does not import torch)
+    from robench.models.provided import ProvidedModel
 
 #: version of the entry schema this robench reads
 ENTRY_SCHEMA = 1

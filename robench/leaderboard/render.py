@@ -38,7 +38,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from robench.errors import RobenchError
-from robench.leaderboard.challenge import challenge_notes, lowered
+from robench.leaderboard.challenged import challenge_notes, lowered
 from robench.leaderboard.names import safe_link
 from robench.leaderboard.ranking import ALPHA, Ranked, doubtful, rank
 from robench.leaderboard.record import TRANSFER_FILE, ranking_of, read_record, record_files, summary
@@ -357,7 +357,7 @@ def _md_interval(row: Row, key: str) -> str:
 
 def before(row: Row, key: str) -> float | None:
     """What column ``key`` (``R``, ``S``, ``RS`` or ``worst``) of ``row`` was under the track's attacks alone, when
-    accepted challenges (:func:`~robench.leaderboard.challenge.lowered`) or other entries' transferred adversarial
+    accepted challenges (:func:`~robench.leaderboard.challenged.lowered`) or other entries' transferred adversarial
     clips lowered it; else None."""
     if not row.verified:
         return None
