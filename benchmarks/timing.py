@@ -62,7 +62,8 @@ def machine() -> str:
 @contextlib.contextmanager
 def recorded(name: str) -> Iterator[None]:
     """Print as usual; when the block finishes, write what was printed to ``benchmarks/results/NAME.md``
-    with the command, the machine and the date (the file the documentation quotes)."""
+    with the command, the machine and the date (the file the documentation quotes). ``$ROBENCH_BENCH_SUFFIX``
+    is appended to NAME (``benchmarks/gpu_suite.sh`` sets it, so a GPU's figures do not replace the CPU's)."""
     tee = _Tee(sys.stdout)
     sys.stdout = tee
     try:
@@ -72,6 +73,7 @@ def recorded(name: str) -> Iterator[None]:
     command = "python benchmarks/" + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
     text = (f"Measured {time.strftime('%Y-%m-%d')} with `{command}` on {machine()}.\n\n"
             f"```text\n{tee.copy.getvalue().rstrip()}\n```\n")
+    out = RESULTS / f"{name}{os.environ.get('ROBENCH_BENCH_SUFFIX', '')}.md"  # e.g. -h100: a GPU's figures apart
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.md").write_text(text, encoding="utf-8")
-    print(f"wrote {RESULTS / f'{name}.md'}")
+    out.write_text(text, encoding="utf-8")
+    print(f"wrote {out}")
