@@ -30,23 +30,13 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from profile_step import EPS, SIZES, STEP, build
+from profile_step import EPS, SIZES, build, project
 
 from robench.runtime import RuntimeOptions, device_name, select_device
 from timing import recorded
 
 Inputs = dict[str, torch.Tensor]
 AttackStep = Callable[[Inputs, Inputs, torch.Tensor], Inputs]
-
-
-def project(adv: Inputs, grads: Inputs, x: Inputs) -> Inputs:
-    """One signed-gradient step of size STEP, back into the L-inf ball of radius EPS around ``x`` and, for RGB,
-    into [0, 1]."""
-    out = {}
-    for m, t in adv.items():
-        moved = x[m] + (t + STEP * grads[m].sign() - x[m]).clamp(-EPS, EPS)
-        out[m] = moved.clamp(0, 1) if m == "rgb" else moved
-    return out
 
 
 def eager_step(model: torch.nn.Module, options: RuntimeOptions, device: torch.device) -> AttackStep:
@@ -104,7 +94,7 @@ def measure(name: str, make: Callable[[torch.nn.Module], tuple[torch.nn.Module, 
     y = torch.randint(0, 60, (args.batch,), generator=g).to(device)
     try:
         train_model, attack = make(model)
-        opt = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.0)  # lr 0: every step sees the same weights
+        opt = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.0)  # lr 0: the same weights every step
         t0 = time.perf_counter()
         first = at_step(model, train_model, attack, opt, x, y, args.steps, options, device)
         sync(device)

@@ -42,6 +42,17 @@ PHASES = ("data", "host-to-device", "attack forward", "attack backward", "attack
 EPS, STEP = 8 / 255, 2 / 255
 
 
+def project(adv: dict[str, torch.Tensor], grads: dict[str, torch.Tensor],
+            x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """One signed-gradient step of size STEP, back into the L-inf ball of radius EPS around ``x`` and, for RGB,
+    into [0, 1] (call it without gradients)."""
+    out = {}
+    for m, t in adv.items():
+        moved = x[m] + (t + STEP * grads[m].sign() - x[m]).clamp(-EPS, EPS)
+        out[m] = moved.clamp(0, 1) if m == "rgb" else moved
+    return out
+
+
 def build(size: str, defense: str, device: torch.device, options: RuntimeOptions) -> TwoStreamModel:
     rw, frames, res, sw, sframes, stem = SIZES[size]
     model = TwoStreamModel({"rgb": I3D(width=rw, frames=frames, resolution=res, **stem),
@@ -90,9 +101,7 @@ def step(model: TwoStreamModel, opt: torch.optim.Optimizer, x: dict[str, torch.T
             with record_function("attack backward"):
                 grads = torch.autograd.grad(loss, list(leaves.values()))
             with record_function("attack projection"), torch.no_grad():
-                for (m, t), g in zip(leaves.items(), grads):
-                    moved = x[m] + (t + STEP * g.sign() - x[m]).clamp(-EPS, EPS)
-                    adv[m] = moved.clamp(0, 1) if m == "rgb" else moved
+                adv = project(leaves, dict(zip(leaves, grads)), x)
         x = adv
     model.train()
     with record_function("train forward"), options.autocast(device):

@@ -14,13 +14,18 @@ evaluation's own check on its first batch; this is the number to read beside it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from robench.data.base import to_model_inputs
 from robench.leaderboard.record import summary
+
+if TYPE_CHECKING:
+    from robench.api import ClipTorchDataset
+    from robench.models.provided import ProvidedModel
+    from robench.models.two_stream import TwoStreamModel
 
 #: the inputs of a two-input model, in the order the board shows them
 INPUTS = ("rgb", "skeleton")
@@ -40,12 +45,12 @@ def donors(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def replaced_bits(model: Any, clips: Any, batch_size: int, device: torch.device) -> dict[str, np.ndarray]:
-    """Per input of ``model`` (one with both inputs), the per-clip correctness on ``clips`` (a
-    :class:`robench.api.Clips`, the track's evaluated clips) with that input taken from each clip's donor
-    (:func:`donors`); no gradients, fp32. ``{}`` for a model of one input."""
-    modalities = tuple(getattr(model, "modalities", INPUTS))
-    if not all(m in modalities for m in INPUTS):
+def replaced_bits(model: TwoStreamModel | ProvidedModel, clips: ClipTorchDataset, batch_size: int,
+                  device: torch.device) -> dict[str, np.ndarray]:
+    """Per input of ``model`` (one with both inputs), the per-clip correctness on ``clips`` (the track's evaluated
+    clips, from :func:`robench.api.dataset`) with that input taken from each clip's donor (:func:`donors`); no
+    gradients, fp32. ``{}`` for a model of one input."""
+    if not all(m in model.modalities for m in INPUTS):
         return {}
     batch = clips.clips.get_batch(clips.indices)
     inputs = {m: x for m, x in to_model_inputs(batch, torch.device("cpu")).items() if m in INPUTS}

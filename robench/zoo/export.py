@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,6 @@ def export_track(track: str, leaderboard: Path, cache: Path, out: Path, share: P
     """Write ``<out>/<entry>.safetensors`` for each protocol entry with a verified record, and ``<out>/manifest.json``;
     returns the manifest. With ``share`` (another track's zoo folder), an entry whose model that folder's manifest
     already lists names that file instead of a copy."""
-    import os
-
     from robench.leaderboard.commands import entry_of
     from robench.leaderboard.entry import load_entry
     from robench.leaderboard.record import read_record, record_files
